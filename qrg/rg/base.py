@@ -1,0 +1,162 @@
+"""The RG-scheme interface (design §3.1).
+
+Every scheme qrg ships is a linear SDE that is diagonal in Fourier space,
+
+    dφ̃_k = −A_k(t) φ̃_k dt + sqrt(B_k(t)) dW̃_k ,
+
+so that everything is exact and O(N^d log N):
+
+* transition kernel  φ_t | φ_0 ~ N(α_k(t) φ̃_0, Σ_k(t)),  α = exp(−∫_0^t A);
+* its score          ∇ log p(φ_t|φ_0) = −Σ_t^-1 (φ_t − α_t φ_0)        (paper 5.23);
+* Gaussian bridge    C_t = α_t² C_0 + Σ_t for a Gaussian φ_0 ~ N(0, C_0);
+* the prior at T     N(0, Σ_T) (the kernel from φ_0 = 0) and, where it exists, the
+  limiting distribution t → ∞;
+* effective cutoff   Λ_t: the |p̂| at which the kernel mean has decayed by 1/e; r_t = Λ_t/Λ0
+  (paper 7.3, 7.4).
+
+A concrete scheme implements ``drift_rate``, ``diffusion_rate``, ``mean_factor``,
+``kernel_variance``, ``cutoff`` and (optionally) ``stationary_variance``.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import QRGInputError, check_int, check_time
+from ..gaussian import FourierGaussian
+from ..lattice import Lattice
+
+
+@dataclasses.dataclass(frozen=True)
+class RGScheme(abc.ABC):
+    """Base class: a Fourier-diagonal linear RG SDE on ``lattice``. Hashable (jit-static)."""
+
+    lattice: Lattice
+
+    # ---------------------------------------------------------------- to implement
+    @abc.abstractmethod
+    def drift_rate(self, t):
+        """A_k(t): the drift is −A(t) φ (Fourier-diagonal). Shape lattice.shape."""
+
+    @abc.abstractmethod
+    def diffusion_rate(self, t):
+        """B_k(t): covariance rate of the noise, Cov[dW-term] = B(t) dt. Shape lattice.shape."""
+
+    @abc.abstractmethod
+    def mean_factor(self, t):
+        """α_k(t) = exp(−∫_0^t A_k): E[φ̃_t | φ_0] = α_k(t) φ̃_0(k)."""
+
+    @abc.abstractmethod
+    def kernel_variance(self, t):
+        """Σ_k(t): covariance eigenvalues of φ_t | φ_0."""
+
+    @abc.abstractmethod
+    def cutoff(self, t):
+        """Effective cutoff Λ_t (paper 7.3)."""
+
+    def stationary_variance(self):
+        """Covariance eigenvalues of the t → ∞ limit; raises if there is none."""
+        raise QRGInputError(f"the {type(self).__name__} scheme has no limiting prior distribution")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__.lower()
+
+    # ---------------------------------------------------------------- SDE
+    def drift(self, phi, t):
+        """Drift −A(t) φ of the SDE."""
+        return -self.lattice.apply_diagonal(phi, self.drift_rate(t))
+
+    def noise_increment(self, key, t, dt, batch_shape=()):
+        """A draw of the noise term over [t, t+dt]: Gaussian with covariance B(t) dt."""
+        white = jax.random.normal(key, tuple(batch_shape) + self.lattice.shape)
+        return self.lattice.apply_diagonal(white, jnp.sqrt(self.diffusion_rate(t) * dt))
+
+    def simulate_sde(self, key, phi0, t, n_steps: int):
+        """Euler–Maruyama solution of the SDE from 0 to ``t`` (a reference for the exact kernel)."""
+        check_time(t)
+        n_steps = check_int("n_steps", n_steps, minimum=1)
+        self.lattice.check_field(phi0, "phi0")
+        dt = t / n_steps
+        batch = self.lattice.batch_shape(phi0)
+
+        def step(phi, inp):
+            i, k = inp
+            s = i * dt
+            return phi + self.drift(phi, s) * dt + self.noise_increment(k, s, dt, batch), None
+
+        keys = jax.random.split(key, n_steps)
+        phi, _ = jax.lax.scan(step, phi0, (jnp.arange(n_steps), keys))
+        return phi
+
+    # ---------------------------------------------------------------- transition kernel
+    def transition_mean(self, phi0, t):
+        check_time(t)
+        self.lattice.check_field(phi0, "phi0")
+        return self.lattice.apply_diagonal(phi0, self.mean_factor(t))
+
+    def transition(self, phi0, t) -> FourierGaussian:
+        """The kernel p(φ_t | φ_0) as a Gaussian object."""
+        return FourierGaussian(self.lattice, self.kernel_variance(t), self.transition_mean(phi0, t))
+
+    def sample_transition(self, key, phi0, t):
+        """Draw φ_t ~ p(φ_t | φ_0) for every field in the batch ``phi0``."""
+        check_time(t)
+        self.lattice.check_field(phi0, "phi0")
+        white = jax.random.normal(key, jnp.shape(phi0))
+        noise = self.lattice.apply_diagonal(white, jnp.sqrt(self.kernel_variance(t)))
+        return self.transition_mean(phi0, t) + noise
+
+    def transition_log_prob(self, phi_t, phi0, t):
+        return self.transition(phi0, t).log_prob(phi_t)
+
+    def transition_score(self, phi_t, phi0, t):
+        """∇_{φ_t} log p(φ_t | φ_0) = −Σ_t^-1 (φ_t − α_t φ_0): the denoising score-matching target."""
+        self.lattice.check_field(phi_t, "phi_t")
+        return self.transition(phi0, t).score(phi_t)
+
+    def transition_between(self, s, t):
+        """(α_{t|s}, Σ_{t|s}) of φ_t | φ_s for s ≤ t."""
+        check_time(s, "s")
+        check_time(t)
+        ratio = self.mean_factor(t) / self.mean_factor(s)
+        return ratio, self.kernel_variance(t) - ratio**2 * self.kernel_variance(s)
+
+    # ---------------------------------------------------------------- bridges and priors
+    def bridge_variance(self, t, variance0):
+        """C_t = α_t² C_0 + Σ_t: flowed covariance of a Gaussian φ_0 ~ N(0, C_0)."""
+        check_time(t)
+        return self.mean_factor(t) ** 2 * variance0 + self.kernel_variance(t)
+
+    def bridge(self, t, variance0) -> FourierGaussian:
+        return FourierGaussian(self.lattice, self.bridge_variance(t, variance0))
+
+    def flow_samples(self, key, phi0, t):
+        """Push samples of p_0 through the exact kernel to time t (the true RG flow)."""
+        return self.sample_transition(key, phi0, t)
+
+    def prior(self, T=None) -> FourierGaussian:
+        """The prior: the limiting distribution (``T=None``) or N(0, Σ_T) at finite ``T``.
+
+        N(0, Σ_T) is the marginal at T of any p_0 up to terms of order α_T.
+        """
+        if T is None:
+            var = self.stationary_variance()
+        else:
+            check_time(T, "T")
+            var = self.kernel_variance(T)
+            if not isinstance(var, jax.core.Tracer) and not np.all(np.asarray(var) > 0):
+                raise QRGInputError(
+                    f"the {type(self).__name__} kernel at T={T} is degenerate (zero variance in some "
+                    "mode, e.g. the zero mode of an unmodified scheme); use M > 0 and T > 0"
+                )
+        return FourierGaussian(self.lattice, jnp.asarray(var))
+
+    def cutoff_ratio(self, t):
+        """r_t = Λ_t / Λ0 (paper 7.4)."""
+        return self.cutoff(t) / self.lattice.cutoff
