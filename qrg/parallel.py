@@ -1,0 +1,78 @@
+"""Data parallelism: shard the Monte Carlo batch over devices (GPUs, or CPU devices in tests).
+
+Every per-sample computation in qrg (ODE solves, local energies, kernels) is independent across
+the batch axis, so one mesh axis ``"batch"`` is all that is needed: samples are sharded along it,
+parameters are replicated, and XLA inserts the all-reduce for means and gradients.
+
+* Single process, many devices: works out of the box (``jax.devices()``).
+* Many processes (a cluster): call :func:`initialize_distributed` first on every process
+  (wraps ``jax.distributed.initialize``; with no arguments it reads the cluster environment,
+  e.g. SLURM); the global batch is then split across all devices of all processes.
+* Test the multi-device path on a CPU with
+  ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` set before JAX starts.
+"""
+
+from __future__ import annotations
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from ._validation import QRGInputError
+
+BATCH_AXIS = "batch"
+
+
+def initialize_distributed(**kwargs) -> None:
+    """Start multi-process JAX (idempotent). kwargs go to ``jax.distributed.initialize``."""
+    if jax.process_count() > 1:
+        return
+    jax.distributed.initialize(**kwargs)
+
+
+def batch_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else list(devices)
+    import numpy as np
+
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def check_batch_divisible(batch: int, mesh: Mesh | None = None, name: str = "batch") -> int:
+    mesh = mesh or batch_mesh()
+    n = mesh.devices.size
+    if batch % n:
+        raise QRGInputError(f"{name} must be a multiple of the number of devices ({n}) (got {batch})")
+    return batch
+
+
+def batch_sharding(mesh: Mesh | None = None, ndim: int = 1) -> NamedSharding:
+    """Shard axis 0 over the batch mesh axis, replicate the rest."""
+    mesh = mesh or batch_mesh()
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXIS, *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh | None = None) -> NamedSharding:
+    mesh = mesh or batch_mesh()
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def shard_batch(x, mesh: Mesh | None = None):
+    """Place an array (or pytree of arrays) with a leading batch axis across devices."""
+    mesh = mesh or batch_mesh()
+    return jax.tree_util.tree_map(lambda a: jax.device_put(a, batch_sharding(mesh, a.ndim)), x)
+
+
+def constrain_batch(x, mesh: Mesh | None = None):
+    """Inside jit: ask XLA to keep the leading batch axis sharded (no-op on one device)."""
+    mesh = mesh or batch_mesh()
+    if mesh.devices.size == 1:
+        return x
+    return jax.tree_util.tree_map(
+        lambda a: jax.lax.with_sharding_constraint(a, batch_sharding(mesh, a.ndim)), x
+    )
+
+
+def replicate(tree, mesh: Mesh | None = None):
+    """Place parameters (or any pytree) on every device."""
+    mesh = mesh or batch_mesh()
+    return jax.device_put(tree, replicated(mesh))
