@@ -31,3 +31,9 @@ __all__ = [
     "PolchinskiM",
     "make_scheme",
 ]
+
+# score models and the probability-flow ODE (design §3.2, §4)
+from .flow import ProbabilityFlow
+from .models import GaussianBridge, ScoreModel
+
+__all__ += ["ProbabilityFlow", "ScoreModel", "GaussianBridge"]
