@@ -1,0 +1,240 @@
+"""Energy estimators of a wavefunction Ψ = sqrt(p) = exp(−S/2) (design §3.3).
+
+With ``g = ∇_φ log p(φ)`` and V(φ) the lattice potential (design §2), for the Hamiltonian
+H = Σ_n [−1/(2a^d) ∂²/∂φ_n²] + V(φ) two unbiased estimators of <H> under φ ~ p are
+
+* integrated by parts (first derivatives only; what the optimiser differentiates)::
+
+      e_ibp(φ) = |g|² / (8 a^d) + V(φ),         <H> = E_p[e_ibp],
+
+  because <Ψ|−∂²|Ψ> = ∫ |∂Ψ|² = ∫ p |∂ log p|²/4  (Ψ = p^{1/2}, ∂Ψ = ½ Ψ ∂ log p);
+
+* the local energy (paper 6.10–6.12, zero variance at an eigenstate)::
+
+      E_loc(φ) = (HΨ)(φ)/Ψ(φ) = −(1/(2a^d)) [ ½ Δ_φ log p + ¼ |g|² ] + V(φ),
+
+  since ΔΨ/Ψ = ½ Δ log p + ¼ |∇ log p|².  Δ_φ log p = tr ∇∇ᵀ log p is computed exactly
+  (Σ_i e_iᵀ H e_i, one Hessian–vector product per site: small lattices) or by the
+  Hutchinson estimate E_v[vᵀ H v] with Rademacher v (large lattices; unbiased, adds variance).
+
+Both Hessian–vector products are forward-over-reverse (jvp of grad) of a *batched*
+log-density ``log_prob(φ_batch) -> (n,)``: samples are independent, so the gradient of
+Σ_b log p(φ_b) is the per-sample gradient and a tangent that is the same one-hot vector in
+every sample gives every sample's Hessian column at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._validation import QRGInputError, check_int
+from .stats import Stats, format_value_error, statistics
+
+#: lattices with at most this many sites get the exact Laplacian by default
+EXACT_LAPLACIAN_MAX_SITES = 64
+
+LAPLACIAN_METHODS = ("auto", "exact", "hutchinson", "none")
+
+
+# ---------------------------------------------------------------------------- per-sample estimators
+def kinetic_ibp(lattice, score):
+    """Integrated-by-parts kinetic energy |g|²/(8 a^d) per sample (batch axes kept)."""
+    return jnp.sum(score**2, axis=lattice.axes) / (8.0 * lattice.volume_element)
+
+
+def ibp_energy(theory, phi, score):
+    """e_ibp(φ) = |g|²/(8 a^d) + V(φ) per sample; its mean is <H> (design §3.3)."""
+    return kinetic_ibp(theory.lattice, score) + theory.potential(phi)
+
+
+def local_energy(theory, phi, score, laplacian_log_prob):
+    """E_loc(φ) = −(1/(2a^d)) [½ Δ_φ log p + ¼ |g|²] + V(φ) per sample (design §3.3)."""
+    lat = theory.lattice
+    g2 = jnp.sum(score**2, axis=lat.axes)
+    return -(0.5 * laplacian_log_prob + 0.25 * g2) / (2.0 * lat.volume_element) + theory.potential(phi)
+
+
+# ---------------------------------------------------------------------------- Laplacian of log p
+def _hvp(log_prob_batch, phi, tangent):
+    """(H_b v_b) for every sample b: jvp of the gradient of Σ_b log p(φ_b)."""
+    grad = jax.grad(lambda x: jnp.sum(log_prob_batch(x)))
+    return jax.jvp(grad, (phi,), (tangent,))[1]
+
+
+def laplacian_exact(log_prob_batch, phi, lattice):
+    """Δ_φ log p(φ_b) = Σ_i (H_b)_{ii} for a batch ``phi`` of shape (n,) + lattice.shape.
+
+    One Hessian–vector product per site (``lax.map`` over sites keeps memory at one HVP).
+    """
+    n_sites = lattice.n_sites
+    batch = phi.shape[0]
+
+    def column(i):
+        e = jnp.zeros(n_sites).at[i].set(1.0).reshape(lattice.shape)
+        tangent = jnp.broadcast_to(e, phi.shape)
+        hv = _hvp(log_prob_batch, phi, tangent)
+        return jnp.sum(hv * tangent, axis=lattice.axes)
+
+    cols = jax.lax.map(column, jnp.arange(n_sites))
+    return jnp.sum(cols, axis=0).reshape(batch)
+
+
+def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
+    """Hutchinson estimate (1/P) Σ_p v_pᵀ H v_p with Rademacher v_p (unbiased for Δ log p)."""
+    keys = jax.random.split(key, n_probes)
+
+    def probe(k):
+        v = jax.random.rademacher(k, phi.shape, dtype=phi.dtype)
+        return jnp.sum(_hvp(log_prob_batch, phi, v) * v, axis=lattice.axes)
+
+    return jnp.mean(jax.lax.map(probe, keys), axis=0)
+
+
+def resolve_laplacian_method(method: str, lattice) -> str:
+    if method not in LAPLACIAN_METHODS:
+        raise QRGInputError(f"laplacian must be one of {LAPLACIAN_METHODS} (got {method!r})")
+    if method == "auto":
+        return "exact" if lattice.n_sites <= EXACT_LAPLACIAN_MAX_SITES else "hutchinson"
+    return method
+
+
+# ---------------------------------------------------------------------------- results
+@dataclasses.dataclass(frozen=True)
+class EnergyStats:
+    """Energy and field observables of a wavefunction from independent samples.
+
+    ``energy``: the integrated-by-parts estimator (mean ± err); ``local_energy``: E_loc
+    statistics (None if no Laplacian was computed) — its ``variance`` is Var(E_loc), the
+    zero-variance quality diagnostic; ``phi2`` = <φ(n)²> (site average), ``abs_m`` = <|M|>
+    with M = N^-d Σ_n φ(n) the mean field.
+    """
+
+    energy: Stats
+    local_energy: Stats | None
+    phi2: Stats
+    abs_m: Stats
+    n_sites: int
+    laplacian: str = "none"
+
+    @property
+    def energy_per_site(self) -> float:
+        return self.energy.mean / self.n_sites
+
+    @property
+    def variance(self) -> float:
+        """Var(E_loc) if available, else the variance of the ibp estimator."""
+        return self.local_energy.variance if self.local_energy is not None else self.energy.variance
+
+    def to_dict(self) -> dict:
+        out = {
+            "energy": self.energy.mean,
+            "energy_err": self.energy.err,
+            "energy_per_site": self.energy_per_site,
+            "energy_per_site_err": self.energy.err / self.n_sites,
+            "energy_ibp_variance": self.energy.variance,
+            "variance": self.variance,
+            "laplacian": self.laplacian,
+            "phi2": self.phi2.mean,
+            "phi2_err": self.phi2.err,
+            "abs_m": self.abs_m.mean,
+            "abs_m_err": self.abs_m.err,
+            "n_samples": self.energy.n_samples,
+        }
+        if self.local_energy is not None:
+            out["energy_local"] = self.local_energy.mean
+            out["energy_local_err"] = self.local_energy.err
+        return out
+
+    def __str__(self) -> str:
+        s = f"E = {format_value_error(self.energy.mean, self.energy.err)}"
+        if self.local_energy is not None:
+            s += (f", E_loc = {format_value_error(self.local_energy.mean, self.local_energy.err)}, "
+                  f"Var(E_loc) = {self.local_energy.variance:.3g}")
+        return s + f", <φ²> = {format_value_error(self.phi2.mean, self.phi2.err)}"
+
+
+def _finite_stats(x, name: str) -> Stats:
+    x = np.asarray(x, dtype=float)
+    if not np.all(np.isfinite(x)):
+        bad = int(np.sum(~np.isfinite(x)))
+        raise FloatingPointError(f"{bad} of {x.size} samples of {name} are not finite")
+    return statistics(x, correlated=False)
+
+
+def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto", key=None,
+                    n_probes: int = 4, chunk_size: int = 256) -> EnergyStats:
+    """Energy statistics of the samples ``phi`` (shape (n,) + lattice.shape, independent draws
+    of p) with their scores ``g = ∇ log p(phi)``.
+
+    ``log_prob``: a batched log-density φ_batch -> (n,), twice differentiable (needed for
+    E_loc). ``laplacian``: "exact" (Σ_i e_iᵀ H e_i), "hutchinson" (``n_probes`` Rademacher
+    probes, needs ``key``), "auto" (exact up to ``EXACT_LAPLACIAN_MAX_SITES`` sites), or "none"
+    (ibp estimator only). Evaluated in chunks of ``chunk_size`` samples.
+    """
+    lat = theory.lattice
+    lat.check_field(phi)
+    if np.ndim(phi) != lat.d + 1 or np.shape(score) != np.shape(phi):
+        raise QRGInputError(f"phi and score must be batches of shape (n,) + {lat.shape} "
+                            f"(got {np.shape(phi)} and {np.shape(score)})")
+    chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+    method = resolve_laplacian_method(laplacian, lat) if log_prob is not None else "none"
+    if laplacian not in LAPLACIAN_METHODS:
+        raise QRGInputError(f"laplacian must be one of {LAPLACIAN_METHODS} (got {laplacian!r})")
+    if method == "hutchinson" and key is None:
+        raise QRGInputError("the Hutchinson Laplacian needs a PRNG key (key=...)")
+
+    phi = jnp.asarray(phi)
+    score = jnp.asarray(score)
+    e_ibp = np.asarray(ibp_energy(theory, phi, score))
+    phi2 = np.asarray(lat.mean_sites(phi**2))
+    abs_m = np.asarray(jnp.abs(lat.mean_sites(phi)))
+
+    e_loc_stats = None
+    if method != "none":
+        n = phi.shape[0]
+        size = min(chunk_size, n)
+        if method == "exact":
+            lap_fn = jax.jit(lambda x, k: laplacian_exact(log_prob, x, lat))
+        else:
+            lap_fn = jax.jit(lambda x, k: laplacian_hutchinson(log_prob, x, lat, k, n_probes))
+        lap = []
+        for c, start in enumerate(range(0, n, size)):
+            x = phi[start:start + size]
+            m = x.shape[0]
+            if m < size:  # pad the last chunk: one compiled shape
+                x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (size - m,) + x.shape[1:])])
+            k = jax.random.fold_in(key, c) if key is not None else jax.random.PRNGKey(0)
+            lap.append(lap_fn(x, k)[:m])
+        lap = jnp.concatenate(lap)
+        e_loc_stats = _finite_stats(local_energy(theory, phi, score, lap), "E_loc")
+
+    return EnergyStats(
+        energy=_finite_stats(e_ibp, "the energy"),
+        local_energy=e_loc_stats,
+        phi2=_finite_stats(phi2, "φ²"),
+        abs_m=_finite_stats(abs_m, "|M|"),
+        n_sites=lat.n_sites,
+        laplacian=method,
+    )
+
+
+def energy_of_distribution(theory, dist, key, n: int, **kwargs) -> EnergyStats:
+    """Energy statistics of any object with ``sample(key, (n,))``, ``score`` and ``log_prob``
+    (e.g. a :class:`~qrg.gaussian.FourierGaussian` such as ``theory.free_ground_state()``)."""
+    n = check_int("n (number of samples)", n, minimum=2)
+    k_sample, k_lap = jax.random.split(key)
+    phi = dist.sample(k_sample, (n,))
+    return estimate_energy(theory, phi, dist.score(phi), log_prob=dist.log_prob, key=k_lap, **kwargs)
+
+
+def sigma_distance(value: float, err: float, reference: float) -> float:
+    """|value − reference| / err (inf if err is 0 and they differ)."""
+    diff = abs(value - reference)
+    if err > 0:
+        return diff / err
+    return 0.0 if diff == 0 else math.inf
