@@ -12,6 +12,7 @@ from .._validation import QRGInputError
 # sub-command name -> module (relative to qrg.cli)
 _COMMANDS = {
     "reference": ".reference",
+    "solve": ".solve",
     "sample": ".sample",
 }
 

@@ -1,0 +1,214 @@
+"""Configuration of a ground-state solve: one flat, validated dataclass, loadable from TOML.
+
+A TOML file holds any subset of the fields of :class:`SolveConfig` as top-level keys, e.g.::
+
+    # chain.toml
+    N = 16
+    m2 = 1.0
+    lam = 6.0
+    model = "default"
+    steps = 600
+    batch = 256
+
+Keys may also be grouped in tables (``[theory]``, ``[flow]``, ``[optimization]``,
+``[evaluation]``, ...): tables are flattened, so ``[theory] N = 16`` is the same as ``N = 16``.
+Unknown keys and values of the wrong type raise :class:`~qrg.QRGInputError` naming the key.
+Command-line flags override the file (``SolveConfig.replace``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import pathlib
+import tomllib
+
+from ._validation import QRGInputError
+
+MODELS = ("default", "gaussian", "eft", "kernel", "custom")  # custom: a ScoreModel passed to qrg.solve
+SCHEMES = ("carosso", "polchinski")
+SOLVERS = ("euler", "heun", "midpoint", "bosh3", "rk4", "tsit5", "dopri5", "dopri8")
+ADJOINTS = ("recursive", "backsolve", "direct")
+OPTIMIZERS = ("adam", "sgd")
+LAPLACIANS = ("auto", "exact", "hutchinson", "none")
+INITS = ("hartree", "default")
+
+
+@dataclasses.dataclass(frozen=True)
+class SolveConfig:
+    """Everything that defines a run of :func:`qrg.solve` (defaults: the default problem).
+
+    Problem: ``d, N, a, m2, lam`` (design §2).
+    Wavefunction: ``model`` (score model name), ``scheme`` (RG scheme), ``M`` (scheme mass), ``T``
+    (prior time), ODE ``solver`` with ``n_steps`` fixed steps (0 = adaptive with ``rtol``/``atol``),
+    ``adjoint`` of the training solve; ``init`` the starting C_0 of the Gaussian bridge: "hartree" (the
+    best Gaussian state, self-consistent mass m² + (λ/2)<φ²>) or "default" (the model's own).
+    Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
+    ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
+    ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
+    with ``rg_batch`` samples.
+    Evaluation: ``eval_batch`` fresh samples drawn with ``eval_n_steps`` ODE steps (0 = as in training;
+    more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes.
+    Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
+    """
+
+    # problem
+    d: int = 1
+    N: int = 16
+    a: float = 1.0
+    m2: float = 1.0
+    lam: float = 6.0
+    # wavefunction
+    model: str = "default"
+    scheme: str = "carosso"
+    M: float = 1.0
+    T: float = 1.0
+    solver: str = "rk4"
+    n_steps: int = 16
+    rtol: float = 1e-6
+    atol: float = 1e-6
+    adjoint: str = "recursive"
+    init: str = "hartree"
+    # optimisation
+    steps: int = 600
+    batch: int = 256
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    lr_final: float = 0.02
+    warmup: int = 10
+    grad_clip: float = 0.0
+    beta_rg: float = 0.0
+    rg_batch: int = 64
+    # evaluation
+    eval_batch: int = 4096
+    eval_n_steps: int = 64
+    laplacian: str = "auto"
+    n_probes: int = 4
+    # checkpoints
+    checkpoint_every: int = 100
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            object.__setattr__(self, f.name, _coerce(f.name, value, f.type))
+        _positive_int = ("d", "N", "steps", "batch", "eval_batch", "rg_batch", "n_probes")
+        for name in _positive_int:
+            if getattr(self, name) < 1:
+                raise QRGInputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
+        for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed"):
+            if getattr(self, name) < 0:
+                raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
+        for name in ("a", "T", "lr", "rtol", "atol"):
+            if not getattr(self, name) > 0:
+                raise QRGInputError(f"{name} must be > 0 (got {getattr(self, name)})")
+        for name in ("M", "beta_rg", "grad_clip"):
+            if getattr(self, name) < 0:
+                raise QRGInputError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not 0 < self.lr_final <= 1:
+            raise QRGInputError(f"lr_final (final / initial learning rate) must be in (0, 1] (got {self.lr_final})")
+        if self.lam < 0:
+            raise QRGInputError(f"lam (quartic coupling λ) must be >= 0 (got {self.lam})")
+        if self.lam == 0 and self.m2 <= 0:
+            raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
+        for name, allowed in (("model", MODELS), ("scheme", SCHEMES), ("solver", SOLVERS),
+                              ("adjoint", ADJOINTS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS),
+                              ("init", INITS)):
+            if getattr(self, name) not in allowed:
+                raise QRGInputError(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
+        if self.solver in ("euler", "rk4") and self.n_steps == 0:
+            raise QRGInputError(f"solver {self.solver!r} has no error estimate: n_steps must be >= 1 "
+                                "(n_steps = 0 means adaptive stepping)")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str = "config") -> "SolveConfig":
+        unknown = sorted(set(data) - set(cls.field_names()))
+        if unknown:
+            raise QRGInputError(f"unknown key(s) {unknown} in {source}; allowed keys: {list(cls.field_names())}")
+        return cls(**data)
+
+    @classmethod
+    def from_toml(cls, path) -> "SolveConfig":
+        path = pathlib.Path(path)
+        try:
+            text = path.read_text()
+        except OSError as err:
+            raise QRGInputError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:
+            raise QRGInputError(f"config file {str(path)!r} is not valid TOML: {err}") from None
+        return cls.from_dict(_flatten(data, str(path)), source=f"config file {str(path)!r}")
+
+    def replace(self, **overrides) -> "SolveConfig":
+        """A copy with ``overrides`` (None values are ignored: unset CLI flags)."""
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(overrides) - set(self.field_names()))
+        if unknown:
+            raise QRGInputError(f"unknown option(s) {unknown}; allowed: {list(self.field_names())}")
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        lines = []
+        for k, v in self.to_dict().items():
+            lines.append(f"{k} = {_toml_value(v)}")
+        return "\n".join(lines) + "\n"
+
+    def theory(self):
+        from .theory import Phi4
+
+        return Phi4.from_params(d=self.d, N=self.N, a=self.a, m2=self.m2, lam=self.lam)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _flatten(data: dict, source: str) -> dict:
+    flat = {}
+    for key, value in data.items():
+        items = value.items() if isinstance(value, dict) else [(key, value)]
+        for k, v in items:
+            if isinstance(v, dict):
+                raise QRGInputError(f"nested table {key}.{k} in {source}: tables may be one level deep")
+            if k in flat:
+                raise QRGInputError(f"key {k!r} is given twice in {source}")
+            flat[k] = v
+    return flat
+
+
+def _coerce(name: str, value, type_name: str):
+    if type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise QRGInputError(f"{name} must be an integer (got {value!r})")
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if math.isfinite(float(value)) and float(value).is_integer():
+            return int(value)
+        raise QRGInputError(f"{name} must be an integer (got {value!r})")
+    if type_name == "float":
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise QRGInputError(f"{name} must be a real number (got {value!r})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise QRGInputError(f"{name} must be finite (got {value})")
+        return value
+    if type_name == "str":
+        if not isinstance(value, str):
+            raise QRGInputError(f"{name} must be a string (got {value!r})")
+        return value.lower()
+    raise TypeError(f"unsupported config field type {type_name}")  # pragma: no cover
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)

@@ -1,0 +1,517 @@
+"""The variational ground-state solver (paper Section 6.3, design §3.3–§3.4).
+
+The wavefunction is Ψ_θ = sqrt(p_θ) with p_θ the t = 0 marginal of the probability-flow ODE of
+a learned RG bridge (:class:`qrg.flow.ProbabilityFlow`). One backward augmented solve gives
+samples φ_0 ~ p_θ with their exact scores g = ∇_φ log p_θ(φ_0), and the energy is minimised
+through the integrated-by-parts estimator
+
+    L(θ) = E_{ε}[ |g_θ(φ_0(ε))|² / (8 a^d) + V(φ_0(ε)) ] (+ β L_RG(θ)),    φ_T = C_T^{1/2} ε,
+
+differentiated by reparameterisation through the ODE solve (``jax.value_and_grad`` of the
+sample mean; the adjoint of the solve is the flow's: discretise-then-optimise or backsolve).
+
+L_RG is the RG-consistency term of design §3.4: denoising score matching of the model's own
+samples (stop-gradient on φ_0) along the exact RG kernel,
+
+    L_RG = E_{t ~ U(t_min, T)} E_{φ_0 ~ p_θ} E_{φ_t|φ_0} λ(t) |s_θ(φ_t, t) − ∇ log p(φ_t|φ_0)|² / N^d,
+
+with λ(t) = mean_k Σ_k(t) (so each term is O(1) at every t); its minimum over the score at fixed
+p_θ,0 is the true RG flow of p_θ,0 (paper 5.23), so β > 0 keeps p_θ,t an RG flow without
+changing the ground state that E selects when the model can represent both.
+
+Robustness: a step with a non-finite loss or gradient is not applied; the parameters and
+optimiser state return to the last state whose loss was finite, the learning rate is halved and
+the event is recorded. Checkpoints (every ``checkpoint_every`` steps) make ``resume=True``
+continue the same run bit for bit: the PRNG key of step s is ``fold_in(key_train, s)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from ._validation import QRGInputError
+from .checkpoint import atomic_write_text, has_checkpoint, load_checkpoint, save_checkpoint
+from .config import SolveConfig
+from .energy import EnergyStats, estimate_energy, ibp_energy
+from .stats import Stats, format_value_error
+
+#: consecutive non-finite steps after which the run stops (keeping the last good state)
+MAX_CONSECUTIVE_FAILURES = 20
+
+#: keys of a run's config that must agree with a checkpoint for it to be resumed
+_RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
+                "adjoint", "batch", "seed", "optimizer", "lr", "lr_final", "warmup", "grad_clip", "beta_rg",
+                "rg_batch", "init")
+
+
+# ---------------------------------------------------------------------------- building blocks
+def hartree_variance(theory, *, max_iter: int = 200, tol: float = 1e-13):
+    """Covariance eigenvalues of the best Gaussian (self-consistent Hartree) state, or None.
+
+    For |Ψ|² = N(0, C) the energy is Σ_k [1/(8a^d c_k) + ½ a^d (p̂² + m²) c_k] + a^d N^d (λ/8) <φ²>²,
+    minimised by c_k = 1/(2 a^d sqrt(p̂² + m_eff²)) with m_eff² = m² + (λ/2) <φ²> and
+    <φ²> = N^-d Σ_k c_k. Solved by damped fixed-point iteration; None if m_eff² does not stay > 0
+    (e.g. a deep double well), in which case the model's own default start is used.
+    """
+    lat = theory.lattice
+    ad = lat.volume_element
+    p2 = lat.phat2
+    m_eff2 = theory.m2 if theory.m2 > 0 else 1.0
+    for _ in range(max_iter):
+        if m_eff2 <= 0 or not math.isfinite(m_eff2):
+            return None
+        c = 1.0 / (2.0 * ad * np.sqrt(p2 + m_eff2))
+        new = theory.m2 + 0.5 * theory.lam * float(np.mean(c))
+        if new <= 0:
+            return None
+        if abs(new - m_eff2) < tol * max(1.0, abs(m_eff2)):
+            m_eff2 = new
+            break
+        m_eff2 = 0.5 * (m_eff2 + new)
+    if not (p2 + m_eff2 > 0).all():
+        return None
+    return 1.0 / (2.0 * ad * np.sqrt(p2 + m_eff2))
+
+
+def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
+    """Denoising score matching of s_θ on the exact RG kernel from the samples ``phi0`` (design §3.4).
+
+    Returns the batch mean of λ(t)|s_θ(φ_t, t) − ∇ log p(φ_t|φ_0)|² / N^d, λ(t) = mean_k Σ_k(t).
+    ``phi0`` should carry ``stop_gradient``: only the score is fitted.
+    """
+    scheme, lat = flow.scheme, flow.lattice
+    n = phi0.shape[0]
+    k_t, k_noise = jax.random.split(key)
+    t_min = t_min_fraction * flow.T
+    t = t_min + (flow.T - t_min) * jax.random.uniform(k_t, (n,))
+    keys = jax.random.split(k_noise, n)
+
+    def one(p0, s, k):
+        phi_t = scheme.sample_transition(k, p0, s)
+        target = scheme.transition_score(phi_t, p0, s)
+        score = flow.model.apply(params, phi_t, s, method="score")
+        weight = jnp.mean(scheme.kernel_variance(s))
+        return weight * jnp.sum((score - target) ** 2) / lat.n_sites
+
+    return jnp.mean(jax.vmap(one)(phi0, t, keys))
+
+
+def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 0.0, rg_batch: int = 64):
+    """The training loss and its diagnostics for one batch: (loss, (energy, energy_err, rg_loss)).
+
+    loss = mean_b e_ibp(φ_0^b) + β L_RG with φ_0^b, g^b from one backward solve of ``flow``
+    (reparameterised in the prior noise drawn from ``key``), e_ibp = |g|²/(8a^d) + V; its
+    ``jax.grad`` in ``params`` is the reparameterisation gradient of the variational energy.
+    """
+    k_sample, k_rg = jax.random.split(key)
+    phi, _, g = flow.sample(params, k_sample, batch)
+    e = ibp_energy(theory, phi, g)
+    energy = jnp.mean(e)
+    err = jnp.std(e, ddof=1) / jnp.sqrt(batch) if batch > 1 else jnp.zeros(())
+    loss = energy
+    rg = jnp.zeros(())
+    if beta_rg > 0:
+        m = min(rg_batch, batch)
+        rg = rg_consistency_loss(flow, params, jax.lax.stop_gradient(phi[:m]), k_rg)
+        loss = loss + beta_rg * rg
+    return loss, (energy, err, rg)
+
+
+def count_params(params) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+def make_optimizer(cfg: SolveConfig):
+    """optax optimiser with a linear warm-up and cosine decay from ``lr`` to ``lr·lr_final``."""
+    warmup = min(cfg.warmup, max(cfg.steps - 1, 0))
+    decay_steps = max(cfg.steps, warmup + 1)
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup > 0 else cfg.lr, peak_value=cfg.lr, warmup_steps=warmup,
+        decay_steps=decay_steps, end_value=cfg.lr * cfg.lr_final)
+    if cfg.optimizer == "adam":
+        base = optax.adam(schedule)
+    elif cfg.optimizer == "sgd":
+        base = optax.sgd(schedule, momentum=0.9)
+    else:  # pragma: no cover - validated in SolveConfig
+        raise QRGInputError(f"unknown optimizer {cfg.optimizer!r}")
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base) if cfg.grad_clip > 0 else base
+    return tx, schedule
+
+
+def build_flow(theory, cfg: SolveConfig, model=None, *, n_steps: int | None = None):
+    """The :class:`~qrg.flow.ProbabilityFlow` (scheme, score model) a config describes.
+
+    ``n_steps`` overrides ``cfg.n_steps`` (0 = adaptive)."""
+    from .flow import ProbabilityFlow
+    from .models import make_model
+    from .rg import make_scheme
+
+    scheme = make_scheme(cfg.scheme, theory.lattice, cfg.M)
+    if model is None:
+        kw = {}
+        if cfg.init == "hartree":
+            var0 = hartree_variance(theory)
+            if var0 is not None:
+                kw["variance0"] = var0
+        if cfg.model != "gaussian":
+            kw["time_scale"] = cfg.T
+        model = make_model(cfg.model, theory.lattice, scheme, **kw)
+    elif model.scheme != scheme:
+        raise QRGInputError("the given score model was built with a different scheme/lattice than the config")
+    n_steps = cfg.n_steps if n_steps is None else n_steps
+    return ProbabilityFlow(model, scheme, T=cfg.T, solver=cfg.solver, n_steps=n_steps or None,
+                           rtol=cfg.rtol, atol=cfg.atol, adjoint=cfg.adjoint)
+
+
+# ---------------------------------------------------------------------------- result
+@dataclasses.dataclass
+class SolveResult:
+    """Outcome of :func:`solve`: the final evaluation, the optimisation history and the trained flow.
+
+    ``energy`` is the reported estimate: of the two unbiased estimators (integrated by parts and
+    the local energy) the one with the smaller error bar on the final evaluation batch
+    (``estimator`` says which); ``stats`` holds both. ``variance`` = Var(E_loc).
+    """
+
+    theory: object
+    flow: object
+    params: object
+    stats: EnergyStats
+    history: list
+    events: list
+    config: SolveConfig
+    n_params: int
+    wall_time_s: float
+    train_time_s: float
+    steps_done: int
+    status: str
+    reference: float | None
+
+    # ---------------------------------------------------------------- estimates
+    @property
+    def estimator(self) -> str:
+        loc = self.stats.local_energy
+        if loc is not None and loc.err <= self.stats.energy.err:
+            return "local"
+        return "ibp"
+
+    @property
+    def energy(self) -> Stats:
+        return self.stats.local_energy if self.estimator == "local" else self.stats.energy
+
+    @property
+    def variance(self) -> float:
+        return self.stats.variance
+
+    @property
+    def relative_error(self) -> float | None:
+        if self.reference is None:
+            return None
+        return abs(self.energy.mean - self.reference) / abs(self.reference)
+
+    # ---------------------------------------------------------------- the trained state
+    def sample(self, key, n: int, t=0.0):
+        """(φ_t, log p_θ,t(φ_t), ∇ log p_θ,t(φ_t)) for ``n`` samples of the RG-flowed ground state at t."""
+        return self.flow.sample_at(self.params, key, n, t)
+
+    def log_prob(self, phi, t=0.0):
+        return self.flow.log_prob(self.params, phi, t)
+
+    # ---------------------------------------------------------------- output
+    def to_json(self) -> dict:
+        e = self.energy
+        out = {
+            "energy": e.mean,
+            "energy_err": e.err,
+            "energy_per_site": e.mean / self.theory.lattice.n_sites,
+            "energy_per_site_err": e.err / self.theory.lattice.n_sites,
+            "estimator": self.estimator,
+            "variance": self.variance,
+            "phi2": self.stats.phi2.mean,
+            "phi2_err": self.stats.phi2.err,
+            "abs_m": self.stats.abs_m.mean,
+            "abs_m_err": self.stats.abs_m.err,
+            "energy_ibp": self.stats.energy.mean,
+            "energy_ibp_err": self.stats.energy.err,
+            "energy_ibp_variance": self.stats.energy.variance,
+            "energy_local": None if self.stats.local_energy is None else self.stats.local_energy.mean,
+            "energy_local_err": None if self.stats.local_energy is None else self.stats.local_energy.err,
+            "laplacian": self.stats.laplacian,
+            "eval_samples": self.stats.energy.n_samples,
+            "steps": self.steps_done,
+            "status": self.status,
+            "wall_time_s": self.wall_time_s,
+            "train_time_s": self.train_time_s,
+            "time_per_step_s": self.train_time_s / max(1, len(self.history)) if self.history else None,
+            "n_params": self.n_params,
+            "nan_recoveries": len(self.events),
+            "events": self.events,
+            "config": self.config.to_dict(),
+            "theory": self.theory.params(),
+            "reference": self.reference,
+            "relative_error": self.relative_error,
+        }
+        return out
+
+    def history_csv(self) -> str:
+        cols = ("step", "energy", "energy_err", "loss", "rg_loss", "grad_norm", "lr", "time")
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for row in self.history:
+            w.writerow([row[c] for c in cols])
+        return buf.getvalue()
+
+    def plot_energy(self, path) -> None:
+        """energy vs step with the ±1σ band of each step's batch and the reference line when known."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        steps = np.array([r["step"] for r in self.history])
+        e = np.array([r["energy"] for r in self.history])
+        err = np.array([r["energy_err"] for r in self.history])
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        if steps.size:
+            ax.plot(steps, e, lw=1.0, label="training batch (ibp estimator)")
+            ax.fill_between(steps, e - err, e + err, alpha=0.3, lw=0)
+        final = self.energy
+        ax.axhline(final.mean, color="C2", lw=1.0,
+                   label=f"final: {format_value_error(final.mean, final.err)} ({self.estimator})")
+        if self.reference is not None:
+            ax.axhline(self.reference, color="k", ls="--", lw=1.0, label=f"exact E0 = {self.reference:.10g}")
+        if steps.size:
+            lo = min(np.percentile(e - err, 5), final.mean - 3 * final.err)
+            hi = np.percentile(e + err, 95)
+            if self.reference is not None:
+                lo = min(lo, self.reference)
+            pad = 0.05 * (hi - lo) if hi > lo else 1.0
+            ax.set_ylim(lo - pad, hi + pad)
+        th = self.theory
+        ax.set_xlabel("optimisation step")
+        ax.set_ylabel("energy")
+        ax.set_title(f"d={th.d} N={th.N} a={th.a:g} m²={th.m2:g} λ={th.lam:g}  ({self.config.model} model)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+    def save(self, directory) -> None:
+        """Write ``result.json``, ``history.csv`` and ``energy.png`` into ``directory``."""
+        directory = pathlib.Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / "result.json", json.dumps(self.to_json(), indent=2) + "\n")
+        atomic_write_text(directory / "history.csv", self.history_csv())
+        self.plot_energy(directory / "energy.png")
+
+    def __str__(self) -> str:
+        e = self.energy
+        s = (f"E = {format_value_error(e.mean, e.err)}  ({self.estimator} estimator, "
+             f"{self.stats.energy.n_samples} samples), E/N^d = {e.mean / self.theory.lattice.n_sites:.8g}, "
+             f"Var(E_loc) = {self.variance:.3g}")
+        if self.reference is not None:
+            s += f", exact E0 = {self.reference:.10g} (rel. err {self.relative_error:.2e})"
+        return s
+
+
+# ---------------------------------------------------------------------------- the driver
+def _make_config(theory, config, options) -> SolveConfig:
+    if config is None:
+        config = SolveConfig()
+    elif not isinstance(config, SolveConfig):
+        raise QRGInputError(f"config must be a qrg.SolveConfig (got {type(config).__name__})")
+    if theory is not None:
+        options = {**theory.params(), **options}
+    return config.replace(**options)
+
+
+def _finite_tree(tree) -> bool:
+    return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=None, resume: bool = False,
+          callback=None, progress: bool = False, inject_nan_at=(), **options) -> SolveResult:
+    """Find the ground state of ``theory`` (a :class:`~qrg.Phi4`) with a learned RG-bridge flow.
+
+    Options are the fields of :class:`~qrg.config.SolveConfig` (``model``, ``scheme``, ``M``,
+    ``T``, ``solver``, ``n_steps``, ``adjoint``, ``steps``, ``batch``, ``seed``, ``optimizer``,
+    ``lr``, ``lr_final``, ``warmup``, ``grad_clip``, ``beta_rg``, ``eval_batch``, ``laplacian``,
+    ``checkpoint_every``, ``init`` ...), given as keywords or in ``config``; keywords win, and
+    ``theory`` overrides the problem fields. ``model`` may also be a ready
+    :class:`~qrg.models.ScoreModel` (its scheme must match the config's).
+
+    ``out``: directory for checkpoints and ``result.json``/``history.csv``/``energy.png``;
+    ``resume=True`` continues from ``out``'s checkpoint (same run, bit for bit).
+    ``callback(record)`` is called after every applied step with the history record (a dict).
+    ``progress``: show a tqdm progress bar with the current energy ± error.
+    ``inject_nan_at``: steps whose loss and gradients are replaced by NaN (tests the recovery path).
+
+    Returns a :class:`SolveResult`.
+    """
+    t_start = time.perf_counter()
+    if isinstance(model, str):
+        options["model"] = model
+        model = None
+    elif model is not None:
+        options["model"] = "custom"
+    cfg = _make_config(theory, config, options)
+    theory = cfg.theory()
+    if resume and out is None:
+        raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
+
+    flow = build_flow(theory, cfg, model)
+    tx, schedule = make_optimizer(cfg)
+    root = jax.random.PRNGKey(cfg.seed)
+    key_init, key_train, key_eval = jax.random.split(root, 3)
+    lat = theory.lattice
+
+    def loss_fn(params, key):
+        return energy_objective(flow, theory, params, key, cfg.batch, beta_rg=cfg.beta_rg, rg_batch=cfg.rg_batch)
+
+    @jax.jit
+    def train_step(params, opt_state, key, lr_scale, poison):
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key)
+        loss = jnp.where(poison, jnp.nan, loss)
+        grads = jax.tree_util.tree_map(lambda g: jnp.where(poison, jnp.nan, g), grads)
+        gnorm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+        updates, new_opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
+        return optax.apply_updates(params, updates), new_opt_state, loss, aux, gnorm, finite
+
+    # ------------------------------------------------------------ initial or resumed state
+    if resume:
+        ck = load_checkpoint(out)
+        saved = ck["config"]
+        diff = [k for k in _RESUME_KEYS if saved.get(k) != cfg.to_dict().get(k)]
+        if diff:
+            raise QRGInputError(f"cannot resume: the checkpoint in {str(out)!r} was made with different "
+                                f"{diff} ({ {k: saved.get(k) for k in diff} }); pass the same configuration")
+        as_jax = lambda tree: jax.tree_util.tree_map(jnp.asarray, tree)  # noqa: E731
+        params, opt_state = as_jax(ck["params"]), as_jax(ck["opt_state"])
+        good = (as_jax(ck["good_params"]), as_jax(ck["good_opt_state"]))
+        start, lr_scale, n_updates = int(ck["step"]), float(ck["lr_scale"]), int(ck["n_updates"])
+        history, events = list(ck["history"]), list(ck["events"])
+        failures, train_time = int(ck["failures"]), float(ck["train_time_s"])
+        status = ck.get("status", "running")
+        if not np.array_equal(np.asarray(ck["key"]), np.asarray(root)):  # pragma: no cover - seed is checked
+            raise QRGInputError("checkpoint PRNG key does not match the seed")
+    else:
+        params = flow.init(key_init)
+        opt_state = tx.init(params)
+        good = (params, opt_state)
+        start, lr_scale, n_updates, history, events, failures, train_time = 0, 1.0, 0, [], [], 0, 0.0
+        status = "running"
+
+    def checkpoint(step):
+        if out is None:
+            return
+        save_checkpoint(out, {
+            "step": step, "params": params, "opt_state": opt_state, "good_params": good[0],
+            "good_opt_state": good[1], "key": root, "lr_scale": lr_scale, "n_updates": n_updates,
+            "history": history, "events": events, "failures": failures, "train_time_s": train_time,
+            "status": status, "config": cfg.to_dict(),
+        })
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), desc="qrg solve", unit="step",
+                   dynamic_ncols=True)
+    poison_steps = set(int(s) for s in inject_nan_at)
+    step = start
+    try:
+        for step in range(start, cfg.steps):
+            if status != "running":
+                break
+            t0 = time.perf_counter()
+            new_params, new_opt_state, loss, aux, gnorm, finite = train_step(
+                params, opt_state, jax.random.fold_in(key_train, step), lr_scale, step in poison_steps)
+            finite = bool(finite)
+            if finite:
+                good = (params, opt_state)  # the state just evaluated without trouble
+                params, opt_state = new_params, new_opt_state
+                failures = 0
+                energy, err, rg = (float(x) for x in aux)
+                record = {"step": step, "energy": energy, "energy_err": err, "loss": float(loss), "rg_loss": rg,
+                          "grad_norm": float(gnorm), "lr": float(schedule(n_updates)) * lr_scale}
+                n_updates += 1
+            else:
+                params, opt_state = good
+                lr_scale *= 0.5
+                failures += 1
+                events.append({"step": step, "event": "non-finite loss or gradient: step skipped, last good "
+                               "state restored, learning rate halved", "lr_scale": lr_scale})
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    status = "diverged"
+                record = None
+            train_time += time.perf_counter() - t0
+            if record is not None:
+                record["time"] = train_time
+                history.append(record)
+                if callback is not None:
+                    callback(record)
+                if bar is not None:
+                    bar.set_postfix_str(f"E = {format_value_error(record['energy'], record['energy_err'])}")
+            if bar is not None:
+                bar.update(1)
+            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
+                checkpoint(step + 1)
+        else:
+            step = cfg.steps
+        if status == "running":
+            status = "completed"
+        else:
+            step = step + 1
+    finally:
+        if bar is not None:
+            bar.close()
+    steps_done = min(step, cfg.steps) if status != "diverged" else step
+    checkpoint(steps_done)
+
+    # ------------------------------------------------------------ final evaluation
+    if cfg.eval_n_steps and cfg.eval_n_steps != cfg.n_steps:
+        flow = build_flow(theory, cfg, flow.model, n_steps=cfg.eval_n_steps)
+    stats = evaluate(flow, params, theory, key_eval, cfg.eval_batch, laplacian=cfg.laplacian,
+                     n_probes=cfg.n_probes)
+    result = SolveResult(
+        theory=theory, flow=flow, params=params, stats=stats, history=history, events=events, config=cfg,
+        n_params=count_params(params), wall_time_s=time.perf_counter() - t_start, train_time_s=train_time,
+        steps_done=steps_done, status=status,
+        reference=theory.free_ground_energy() if theory.is_free else None,
+    )
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_probes: int = 4,
+             chunk_size: int = 512) -> EnergyStats:
+    """Energy statistics of the trained flow on ``n`` fresh samples (both estimators, <φ²>, <|M|>)."""
+    k_sample, k_lap = jax.random.split(key)
+    phis, scores = [], []
+    for c, start in enumerate(range(0, n, chunk_size)):
+        phi, _, g = flow.sample(params, jax.random.fold_in(k_sample, c), min(chunk_size, n - start))
+        phis.append(phi)
+        scores.append(g)
+    phi, g = jnp.concatenate(phis), jnp.concatenate(scores)
+    try:
+        return estimate_energy(theory, phi, g, log_prob=lambda x: flow.log_prob(params, x),
+                               laplacian=laplacian, key=k_lap, n_probes=n_probes, chunk_size=256)
+    except FloatingPointError as err:
+        raise RuntimeError(f"the trained flow produced non-finite values on evaluation ({err}); "
+                           "try a smaller learning rate or more ODE steps") from None
