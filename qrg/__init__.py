@@ -34,6 +34,6 @@ __all__ = [
 
 # score models and the probability-flow ODE (design §3.2, §4)
 from .flow import ProbabilityFlow
-from .models import GaussianBridge, ScoreModel
+from .models import Composite, EFTScore, GaussianBridge, KernelNet, ScoreModel, make_model
 
-__all__ += ["ProbabilityFlow", "ScoreModel", "GaussianBridge"]
+__all__ += ["ProbabilityFlow", "ScoreModel", "GaussianBridge", "EFTScore", "KernelNet", "Composite", "make_model"]
