@@ -109,7 +109,7 @@ class EnergyStats:
     """Energy and field observables of a wavefunction from independent samples.
 
     ``energy``: the integrated-by-parts estimator (mean ± err); ``local_energy``: E_loc
-    statistics (None if no Laplacian was computed) — its ``variance`` is Var(E_loc), the
+    statistics (None if no Laplacian was computed, or if it was not finite: ``laplacian`` says so) — its ``variance`` is Var(E_loc), the
     zero-variance quality diagnostic; ``phi2`` = <φ(n)²> (site average), ``abs_m`` = <|M|>
     with M = N^-d Σ_n φ(n) the mean field.
     """
@@ -167,7 +167,7 @@ def _finite_stats(x, name: str) -> Stats:
 
 
 def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto", key=None,
-                    n_probes: int = 4, chunk_size: int = 256) -> EnergyStats:
+                    n_probes: int = 4, chunk_size: int = 256, laplacian_values=None) -> EnergyStats:
     """Energy statistics of the samples ``phi`` (shape (n,) + lattice.shape, independent draws
     of p) with their scores ``g = ∇ log p(phi)``.
 
@@ -175,6 +175,8 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
     E_loc). ``laplacian``: "exact" (Σ_i e_iᵀ H e_i), "hutchinson" (``n_probes`` Rademacher
     probes, needs ``key``), "auto" (exact up to ``EXACT_LAPLACIAN_MAX_SITES`` sites), or "none"
     (ibp estimator only). Evaluated in chunks of ``chunk_size`` samples.
+    ``laplacian_values``: precomputed Δ log p per sample (then ``log_prob`` is not needed and
+    ``laplacian`` only labels the method).
     """
     lat = theory.lattice
     lat.check_field(phi)
@@ -182,10 +184,13 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
         raise QRGInputError(f"phi and score must be batches of shape (n,) + {lat.shape} "
                             f"(got {np.shape(phi)} and {np.shape(score)})")
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    method = resolve_laplacian_method(laplacian, lat) if log_prob is not None else "none"
+    if laplacian_values is not None:
+        method = resolve_laplacian_method(laplacian, lat)
+    else:
+        method = resolve_laplacian_method(laplacian, lat) if log_prob is not None else "none"
     if laplacian not in LAPLACIAN_METHODS:
         raise QRGInputError(f"laplacian must be one of {LAPLACIAN_METHODS} (got {laplacian!r})")
-    if method == "hutchinson" and key is None:
+    if method == "hutchinson" and key is None and laplacian_values is None:
         raise QRGInputError("the Hutchinson Laplacian needs a PRNG key (key=...)")
 
     phi = jnp.asarray(phi)
@@ -195,7 +200,9 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
     abs_m = np.asarray(jnp.abs(lat.mean_sites(phi)))
 
     e_loc_stats = None
-    if method != "none":
+    if laplacian_values is not None:
+        lap_values = jnp.asarray(laplacian_values)
+    elif method != "none":
         n = phi.shape[0]
         size = min(chunk_size, n)
         if method == "exact":
@@ -210,8 +217,13 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
                 x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (size - m,) + x.shape[1:])])
             k = jax.random.fold_in(key, c) if key is not None else jax.random.PRNGKey(0)
             lap.append(lap_fn(x, k)[:m])
-        lap = jnp.concatenate(lap)
-        e_loc_stats = _finite_stats(local_energy(theory, phi, score, lap), "E_loc")
+        lap_values = jnp.concatenate(lap)
+    if method != "none":
+        e_loc = np.asarray(local_energy(theory, phi, score, lap_values))
+        if np.all(np.isfinite(e_loc)):
+            e_loc_stats = statistics(e_loc, correlated=False)
+        else:  # a failed Laplacian must not poison the (finite) ibp estimate: report it instead
+            method = f"{method} (failed: {int(np.sum(~np.isfinite(e_loc)))} non-finite E_loc values)"
 
     return EnergyStats(
         energy=_finite_stats(e_ibp, "the energy"),

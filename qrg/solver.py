@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
@@ -43,7 +44,8 @@ import optax
 from ._validation import QRGInputError
 from .checkpoint import atomic_write_text, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import SolveConfig
-from .energy import EnergyStats, estimate_energy, ibp_energy
+from .energy import (EnergyStats, estimate_energy, ibp_energy, laplacian_exact, laplacian_hutchinson,
+                     resolve_laplacian_method)
 from .stats import Stats, format_value_error
 
 #: consecutive non-finite steps after which the run stops (keeping the last good state)
@@ -133,20 +135,44 @@ def count_params(params) -> int:
 
 
 def make_optimizer(cfg: SolveConfig):
-    """optax optimiser with a linear warm-up and cosine decay from ``lr`` to ``lr·lr_final``."""
-    warmup = min(cfg.warmup, max(cfg.steps - 1, 0))
-    decay_steps = max(cfg.steps, warmup + 1)
+    """optax optimiser with a linear warm-up (from lr/10) and cosine decay from ``lr`` to ``lr·lr_final``.
+
+    Returns (optimiser, schedule); cached on the fields that define it, so that equal
+    configurations share one compiled training step.
+    """
+    return _optimizer(cfg.optimizer, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps, cfg.grad_clip)
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer(name, lr, lr_final, warmup, steps, grad_clip):
+    warmup = min(warmup, max(steps - 1, 0))
+    decay_steps = max(steps, warmup + 1)
     schedule = optax.warmup_cosine_decay_schedule(
-        init_value=0.0 if warmup > 0 else cfg.lr, peak_value=cfg.lr, warmup_steps=warmup,
-        decay_steps=decay_steps, end_value=cfg.lr * cfg.lr_final)
-    if cfg.optimizer == "adam":
+        init_value=0.1 * lr if warmup > 0 else lr, peak_value=lr, warmup_steps=warmup,
+        decay_steps=decay_steps, end_value=lr * lr_final)
+    if name == "adam":
         base = optax.adam(schedule)
-    elif cfg.optimizer == "sgd":
+    elif name == "sgd":
         base = optax.sgd(schedule, momentum=0.9)
     else:  # pragma: no cover - validated in SolveConfig
-        raise QRGInputError(f"unknown optimizer {cfg.optimizer!r}")
-    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), base) if cfg.grad_clip > 0 else base
+        raise QRGInputError(f"unknown optimizer {name!r}")
+    tx = optax.chain(optax.clip_by_global_norm(grad_clip), base) if grad_clip > 0 else base
     return tx, schedule
+
+
+@functools.partial(jax.jit, static_argnames=("flow", "theory", "tx", "batch", "beta_rg", "rg_batch"))
+def _train_step(params, opt_state, key, lr_scale, poison, *, flow, theory, tx, batch, beta_rg, rg_batch):
+    """One optimiser step; returns the new state and (loss, aux, |grad|, finite) — not yet accepted."""
+    (loss, aux), grads = jax.value_and_grad(
+        lambda p: energy_objective(flow, theory, p, key, batch, beta_rg=beta_rg, rg_batch=rg_batch),
+        has_aux=True)(params)
+    loss = jnp.where(poison, jnp.nan, loss)
+    grads = jax.tree_util.tree_map(lambda g: jnp.where(poison, jnp.nan, g), grads)
+    gnorm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
+    return optax.apply_updates(params, updates), new_opt_state, loss, aux, gnorm, finite
 
 
 def build_flow(theory, cfg: SolveConfig, model=None, *, n_steps: int | None = None):
@@ -378,19 +404,9 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     key_init, key_train, key_eval = jax.random.split(root, 3)
     lat = theory.lattice
 
-    def loss_fn(params, key):
-        return energy_objective(flow, theory, params, key, cfg.batch, beta_rg=cfg.beta_rg, rg_batch=cfg.rg_batch)
-
-    @jax.jit
     def train_step(params, opt_state, key, lr_scale, poison):
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, key)
-        loss = jnp.where(poison, jnp.nan, loss)
-        grads = jax.tree_util.tree_map(lambda g: jnp.where(poison, jnp.nan, g), grads)
-        gnorm = optax.global_norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
-        updates, new_opt_state = tx.update(grads, opt_state, params)
-        updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
-        return optax.apply_updates(params, updates), new_opt_state, loss, aux, gnorm, finite
+        return _train_step(params, opt_state, key, lr_scale, poison, flow=flow, theory=theory, tx=tx,
+                           batch=cfg.batch, beta_rg=cfg.beta_rg, rg_batch=cfg.rg_batch)
 
     # ------------------------------------------------------------ initial or resumed state
     if resume:
@@ -402,7 +418,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                                 f"{diff} ({ {k: saved.get(k) for k in diff} }); pass the same configuration")
         as_jax = lambda tree: jax.tree_util.tree_map(jnp.asarray, tree)  # noqa: E731
         params, opt_state = as_jax(ck["params"]), as_jax(ck["opt_state"])
-        good = (as_jax(ck["good_params"]), as_jax(ck["good_opt_state"]))
+        good = (as_jax(ck["good_params"]), as_jax(ck["good_opt_state"]), int(ck["good_n_updates"]))
         start, lr_scale, n_updates = int(ck["step"]), float(ck["lr_scale"]), int(ck["n_updates"])
         history, events = list(ck["history"]), list(ck["events"])
         failures, train_time = int(ck["failures"]), float(ck["train_time_s"])
@@ -412,7 +428,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     else:
         params = flow.init(key_init)
         opt_state = tx.init(params)
-        good = (params, opt_state)
+        good = (params, opt_state, 0)
         start, lr_scale, n_updates, history, events, failures, train_time = 0, 1.0, 0, [], [], 0, 0.0
         status = "running"
 
@@ -421,7 +437,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
             return
         save_checkpoint(out, {
             "step": step, "params": params, "opt_state": opt_state, "good_params": good[0],
-            "good_opt_state": good[1], "key": root, "lr_scale": lr_scale, "n_updates": n_updates,
+            "good_opt_state": good[1], "good_n_updates": good[2], "key": root, "lr_scale": lr_scale, "n_updates": n_updates,
             "history": history, "events": events, "failures": failures, "train_time_s": train_time,
             "status": status, "config": cfg.to_dict(),
         })
@@ -443,7 +459,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 params, opt_state, jax.random.fold_in(key_train, step), lr_scale, step in poison_steps)
             finite = bool(finite)
             if finite:
-                good = (params, opt_state)  # the state just evaluated without trouble
+                good = (params, opt_state, n_updates)  # the state just evaluated without trouble
                 params, opt_state = new_params, new_opt_state
                 failures = 0
                 energy, err, rg = (float(x) for x in aux)
@@ -451,7 +467,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                           "grad_norm": float(gnorm), "lr": float(schedule(n_updates)) * lr_scale}
                 n_updates += 1
             else:
-                params, opt_state = good
+                params, opt_state, n_updates = good
                 lr_scale *= 0.5
                 failures += 1
                 events.append({"step": step, "event": "non-finite loss or gradient: step skipped, last good "
@@ -500,7 +516,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
 
 
 def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_probes: int = 4,
-             chunk_size: int = 512) -> EnergyStats:
+             chunk_size: int = 512, laplacian_chunk: int = 256) -> EnergyStats:
     """Energy statistics of the trained flow on ``n`` fresh samples (both estimators, <φ²>, <|M|>)."""
     k_sample, k_lap = jax.random.split(key)
     phis, scores = [], []
@@ -509,9 +525,29 @@ def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_pr
         phis.append(phi)
         scores.append(g)
     phi, g = jnp.concatenate(phis), jnp.concatenate(scores)
+    method = resolve_laplacian_method(laplacian, theory.lattice)
+    lap = None
+    if method != "none":
+        size = min(laplacian_chunk, n)
+        parts = []
+        for c, start in enumerate(range(0, n, size)):
+            x = phi[start:start + size]
+            m = x.shape[0]
+            if m < size:
+                x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (size - m,) + x.shape[1:])])
+            parts.append(_flow_laplacian(flow, params, x, jax.random.fold_in(k_lap, c), method, n_probes)[:m])
+        lap = jnp.concatenate(parts)
     try:
-        return estimate_energy(theory, phi, g, log_prob=lambda x: flow.log_prob(params, x),
-                               laplacian=laplacian, key=k_lap, n_probes=n_probes, chunk_size=256)
+        return estimate_energy(theory, phi, g, laplacian_values=lap, laplacian=method)
     except FloatingPointError as err:
         raise RuntimeError(f"the trained flow produced non-finite values on evaluation ({err}); "
                            "try a smaller learning rate or more ODE steps") from None
+
+
+@functools.partial(jax.jit, static_argnames=("flow", "method", "n_probes"))
+def _flow_laplacian(flow, params, phi, key, method, n_probes):
+    """Δ_φ log p_θ(φ) of the flow's forward log-density (exact or Hutchinson)."""
+    log_prob = lambda x: flow.log_prob(params, x)  # noqa: E731
+    if method == "exact":
+        return laplacian_exact(log_prob, phi, flow.lattice)
+    return laplacian_hutchinson(log_prob, phi, flow.lattice, key, n_probes)

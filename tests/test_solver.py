@@ -1,0 +1,222 @@
+"""The variational solver (design §3.3–§3.4): gradients, convergence to exact answers, robustness."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qrg
+from qrg import FourierGaussian, Phi4, QRGInputError
+from qrg.config import SolveConfig
+from qrg.energy import energy_of_distribution
+from qrg.models import GaussianBridge
+from qrg.rg import make_scheme
+from qrg.solver import build_flow, energy_objective, hartree_variance, rg_consistency_loss, solve
+
+K_SIGMA = 5.0
+
+
+def wrong_bridge(theory, mass2=3.0):
+    scheme = make_scheme("carosso", theory.lattice, 1.0)
+    var0 = 1.0 / (2.0 * theory.lattice.volume_element * np.sqrt(theory.lattice.phat2 + mass2))
+    return GaussianBridge.create(theory.lattice, scheme, var0)
+
+
+# ---------------------------------------------------------------------------- gradients
+@pytest.mark.parametrize("adjoint", ["recursive", "direct"])
+def test_energy_gradient_matches_central_differences(adjoint):
+    theory = Phi4.chain(4, m2=0.7, lam=3.0)
+    cfg = SolveConfig(**theory.params(), model="custom", n_steps=6, adjoint=adjoint)
+    flow = build_flow(theory, cfg, wrong_bridge(theory))
+    params = flow.init(jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(7)
+    f = jax.jit(lambda p: energy_objective(flow, theory, p, key, 16)[0])
+    grad = jax.grad(f)(params)["params"]["log_variance0"]
+    x0 = params["params"]["log_variance0"]
+    h = 1e-5
+    fd = []
+    for i in range(x0.size):
+        e = jnp.zeros_like(x0).at[i].set(h)
+        fp = f({"params": {"log_variance0": x0 + e}})
+        fm = f({"params": {"log_variance0": x0 - e}})
+        fd.append((fp - fm) / (2 * h))
+    assert x0.size == 3  # one parameter per p̂² shell of a 4-site chain
+    np.testing.assert_allclose(grad, np.array(fd), rtol=1e-7, atol=1e-9)
+
+
+def test_energy_gradient_nonlinear_model_directional_fd():
+    """Default model (bridge + kernel network): ∇L·v equals the central difference along random v."""
+    theory = Phi4.chain(4, m2=1.0, lam=6.0)
+    cfg = SolveConfig(**theory.params(), n_steps=4)
+    flow = build_flow(theory, cfg)
+    params = flow.init(jax.random.PRNGKey(1))
+    # make the nonlinear part non-negligible
+    params = jax.tree_util.tree_map(lambda x: x * 1.0, params)
+    key = jax.random.PRNGKey(3)
+    f = jax.jit(lambda p: energy_objective(flow, theory, p, key, 8)[0])
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    vkeys = jax.random.split(jax.random.PRNGKey(5), len(leaves))
+    v = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, x.shape) for k, x in zip(vkeys, leaves)])
+    g = jax.grad(f)(params)
+    dir_grad = sum(jnp.vdot(a, b) for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(v)))
+    h = 1e-5
+    shift = lambda s: jax.tree_util.tree_map(lambda p, d: p + s * d, params, v)  # noqa: E731
+    fd = (f(shift(h)) - f(shift(-h))) / (2 * h)
+    assert abs(float(dir_grad)) > 1e-6
+    assert float(dir_grad) == pytest.approx(float(fd), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------- exact answers
+def test_free_chain_gaussian_bridge_reaches_exact_ground_state():
+    theory = Phi4.chain(8, m2=1.0, lam=0.0)
+    e0 = theory.free_ground_energy()
+    res = solve(theory, model=wrong_bridge(theory), steps=200, batch=64, lr=0.05, lr_final=1e-3, n_steps=16,
+                eval_n_steps=64, eval_batch=512, seed=1, checkpoint_every=0)
+    assert res.reference == pytest.approx(e0)
+    start = res.history[0]["energy"]
+    assert start - e0 > 0.05  # the start was wrong
+    assert res.estimator == "local"
+    rel = abs(res.energy.mean - e0) / e0
+    assert rel < 1e-6, rel
+    assert res.variance < 1e-8
+    # variational principle: never below E0 beyond the error bar (+ solver tolerance ~1e-9)
+    assert res.energy.mean > e0 - K_SIGMA * res.energy.err - 1e-8
+    assert abs(res.stats.phi2.mean - theory.free_phi2()) < K_SIGMA * res.stats.phi2.err
+    assert res.status == "completed" and res.steps_done == 200
+
+
+@pytest.mark.slow
+def test_single_site_anharmonic_oscillator():
+    """N = 1, m² = 1, λ = 24: H = −½∂² + ½x² + x⁴, E0 = 0.8037706512 (published)."""
+    theory = Phi4.chain(1, m2=1.0, lam=24.0)
+    res = solve(theory, model="default", steps=400, batch=128, lr=3e-2, eval_batch=8192, seed=0,
+                checkpoint_every=0)
+    e0 = 0.8037706512
+    assert abs(res.energy.mean - e0) < K_SIGMA * res.energy.err, (res.energy, e0)
+    assert res.energy.mean > e0 - K_SIGMA * res.energy.err
+    # the nonlinear model beats the best Gaussian state by far in Var(E_loc)
+    gauss = FourierGaussian(theory.lattice, jnp.asarray(hartree_variance(theory)))
+    g_stats = energy_of_distribution(theory, gauss, jax.random.PRNGKey(0), 8192)
+    assert g_stats.energy.mean - e0 > K_SIGMA * g_stats.energy.err  # the Gaussian is visibly worse
+    assert res.variance < 0.1 * g_stats.variance
+
+
+def test_hartree_start_is_the_best_gaussian():
+    theory = Phi4.chain(6, m2=1.0, lam=6.0)
+    c = hartree_variance(theory)
+    lat = theory.lattice
+
+    def gaussian_energy(var):
+        phi2 = np.mean(var)
+        return np.sum(1 / (8 * var) + 0.5 * (lat.phat2 + theory.m2) * var) + lat.n_sites * theory.lam / 8 * phi2**2
+
+    e = gaussian_energy(c)
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # any (symmetric) perturbation raises the energy
+        d = rng.normal(size=lat.shape)
+        d = 0.5 * (d + np.roll(d[::-1], 1))
+        assert gaussian_energy(c * np.exp(1e-3 * d)) > e
+    assert hartree_variance(Phi4.chain(4, m2=-5.0, lam=0.1)) is None  # deep double well: no Hartree start
+
+
+# ---------------------------------------------------------------------------- robustness
+def _tiny(theory, **kw):
+    base = dict(model="gaussian", steps=6, batch=8, n_steps=4, eval_n_steps=4, eval_batch=32, lr=0.02,
+                laplacian="none")
+    base.update(kw)
+    return base
+
+
+TINY_THEORY = Phi4.chain(4, m2=1.0, lam=2.0)
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """An uninterrupted tiny run (6 steps, checkpoints every 3): the reference of the robustness tests."""
+    return solve(TINY_THEORY, out=tmp_path_factory.mktemp("straight"), checkpoint_every=3, **_tiny(TINY_THEORY))
+
+
+def test_checkpoint_resume_is_bit_for_bit(tmp_path, straight_run):
+    theory = TINY_THEORY
+    straight = straight_run
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_3(record):
+        if record["step"] == 3:  # 3 steps done and checkpointed; killed during step index 3
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        solve(theory, out=tmp_path / "b", checkpoint_every=3, callback=stop_after_3, **_tiny(theory))
+    ck = qrg.checkpoint.load_checkpoint(tmp_path / "b")
+    assert ck["step"] == 3
+    resumed = solve(theory, out=tmp_path / "b", checkpoint_every=3, resume=True, **_tiny(theory))
+    for x, y in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert [r["energy"] for r in straight.history] == [r["energy"] for r in resumed.history]
+    assert straight.energy.mean == resumed.energy.mean
+    # a different configuration cannot resume this run
+    with pytest.raises(QRGInputError, match="lr"):
+        solve(theory, out=tmp_path / "b", resume=True, **_tiny(theory, lr=0.03))
+    with pytest.raises(QRGInputError, match="no checkpoint"):
+        solve(theory, out=tmp_path / "c", resume=True, **_tiny(theory))
+
+
+def test_nan_recovery_restores_state_and_halves_lr(tmp_path, straight_run):
+    res = solve(TINY_THEORY, out=tmp_path, checkpoint_every=3, inject_nan_at=(2, 3), **_tiny(TINY_THEORY))
+    assert [e["step"] for e in res.events] == [2, 3]
+    assert res.events[-1]["lr_scale"] == 0.25
+    assert [r["step"] for r in res.history] == [0, 1, 4, 5]
+    assert res.history[:2] == [dict(r, time=res.history[i]["time"]) for i, r in enumerate(straight_run.history[:2])]
+    # at step 2 the run went back to the last state whose loss was finite (the state before step 1's
+    # update, optimiser step count included) and continues with a quarter of that step's learning rate
+    assert res.history[2]["lr"] == pytest.approx(0.25 * res.history[1]["lr"], rel=1e-12)
+    text = (tmp_path / "result.json").read_text()
+    data = json.loads(text)
+    json.dumps(data, allow_nan=False)  # no NaN/inf anywhere in the output
+    assert data["nan_recoveries"] == 2
+    assert all(math.isfinite(r["energy"]) for r in res.history)
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(res.params))
+
+
+def test_persistent_nan_stops_with_last_good_state():
+    res = solve(TINY_THEORY, inject_nan_at=range(1, 100), **_tiny(TINY_THEORY, steps=40))
+    assert res.status == "diverged"
+    assert len(res.events) == qrg.solver.MAX_CONSECUTIVE_FAILURES
+    assert math.isfinite(res.energy.mean) and len(res.history) == 1
+
+
+def test_rg_consistency_term_and_sampling_along_the_flow(key):
+    """β > 0 runs; at the exact free state the flowed samples have the bridge covariance C_t."""
+    theory = Phi4.chain(6, m2=1.0, lam=0.0)
+    scheme = make_scheme("carosso", theory.lattice, 1.0)
+    exact = GaussianBridge.create(theory.lattice, scheme, theory.free_ground_variance())
+    res = solve(theory, model=exact, steps=3, batch=16, lr=1e-4, beta_rg=0.1, n_steps=8, eval_n_steps=8,
+                eval_batch=64, laplacian="none", checkpoint_every=0)
+    assert all(r["rg_loss"] > 0 for r in res.history)
+    t = 0.4
+    phi_t, logp, g = res.sample(key, 2000, t=t)
+    c_t = np.asarray(scheme.bridge_variance(t, res.flow.model.apply(res.params, method="variance0")))
+    power = np.mean(np.abs(np.fft.fft(np.asarray(phi_t), axis=-1)) ** 2, axis=0) / theory.lattice.n_sites
+    # |φ̃_k|²/N is exponential-like with mean C_t(k) and relative std ≈ 1 (≈ √2 for real modes k = 0, π)
+    np.testing.assert_allclose(power, c_t, rtol=K_SIGMA * np.sqrt(2.0 / 2000))
+    # the DSM loss is minimal at the exact bridge: perturbing the score raises it
+    flow = res.flow
+    phi0 = phi_t_exact = theory.free_ground_state().sample(key, (4000,))
+    losses = [float(rg_consistency_loss(flow, jax.tree_util.tree_map(lambda x: x + s, res.params), phi0, key))
+              for s in (-0.5, 0.0, 0.5)]
+    assert losses[1] < losses[0] and losses[1] < losses[2]
+
+
+def test_bad_options():
+    theory = Phi4.chain(4, m2=1.0, lam=0.0)
+    with pytest.raises(QRGInputError, match="unknown option"):
+        solve(theory, stepz=3)
+    with pytest.raises(QRGInputError, match="batch"):
+        solve(theory, batch=0)
+    with pytest.raises(QRGInputError, match="resume"):
+        solve(theory, resume=True)
