@@ -10,6 +10,7 @@ import pytest
 
 import qrg
 from qrg import FourierGaussian, Phi4, QRGInputError
+from qrg.checkpoint import load_checkpoint
 from qrg.config import SolveConfig
 from qrg.energy import energy_of_distribution
 from qrg.models import GaussianBridge
@@ -152,7 +153,7 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, straight_run):
 
     with pytest.raises(Interrupt):
         solve(theory, out=tmp_path / "b", checkpoint_every=3, callback=stop_after_3, **_tiny(theory))
-    ck = qrg.checkpoint.load_checkpoint(tmp_path / "b")
+    ck = load_checkpoint(tmp_path / "b")
     assert ck["step"] == 3
     resumed = solve(theory, out=tmp_path / "b", checkpoint_every=3, resume=True, **_tiny(theory))
     for x, y in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
