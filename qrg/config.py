@@ -48,7 +48,7 @@ class SolveConfig:
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
     with ``rg_batch`` samples.
-    Evaluation: ``eval_batch`` fresh samples drawn with ``eval_n_steps`` ODE steps (0 = as in training;
+    Evaluation: ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
     more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes.
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
     """
@@ -72,7 +72,7 @@ class SolveConfig:
     init: str = "hartree"
     # optimisation
     steps: int = 600
-    batch: int = 256
+    batch: int = 64
     seed: int = 0
     optimizer: str = "adam"
     lr: float = 1e-2
@@ -83,7 +83,8 @@ class SolveConfig:
     rg_batch: int = 64
     # evaluation
     eval_batch: int = 4096
-    eval_n_steps: int = 64
+    eval_n_steps: int = 32
+    local_batch: int = 1024
     laplacian: str = "auto"
     n_probes: int = 4
     # checkpoints
@@ -93,7 +94,7 @@ class SolveConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             object.__setattr__(self, f.name, _coerce(f.name, value, f.type))
-        _positive_int = ("d", "N", "steps", "batch", "eval_batch", "rg_batch", "n_probes")
+        _positive_int = ("d", "N", "steps", "batch", "eval_batch", "local_batch", "rg_batch", "n_probes")
         for name in _positive_int:
             if getattr(self, name) < 1:
                 raise QRGInputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")

@@ -17,10 +17,9 @@ H = Σ_n [−1/(2a^d) ∂²/∂φ_n²] + V(φ) two unbiased estimators of <H> un
   (Σ_i e_iᵀ H e_i, one Hessian–vector product per site: small lattices) or by the
   Hutchinson estimate E_v[vᵀ H v] with Rademacher v (large lattices; unbiased, adds variance).
 
-Both Hessian–vector products are forward-over-reverse (jvp of grad) of a *batched*
-log-density ``log_prob(φ_batch) -> (n,)``: samples are independent, so the gradient of
-Σ_b log p(φ_b) is the per-sample gradient and a tangent that is the same one-hot vector in
-every sample gives every sample's Hessian column at once.
+Both use second directional derivatives vᵀHv computed forward-over-forward (jvp of jvp) of
+a *batched* log-density ``log_prob(φ_batch) -> (n,)``: samples are independent, so a tangent
+that is the same one-hot vector e_i in every sample gives every sample's H_ii at once.
 """
 
 from __future__ import annotations
@@ -60,28 +59,31 @@ def local_energy(theory, phi, score, laplacian_log_prob):
 
 
 # ---------------------------------------------------------------------------- Laplacian of log p
-def _hvp(log_prob_batch, phi, tangent):
-    """(H_b v_b) for every sample b: jvp of the gradient of Σ_b log p(φ_b)."""
-    grad = jax.grad(lambda x: jnp.sum(log_prob_batch(x)))
-    return jax.jvp(grad, (phi,), (tangent,))[1]
+def second_directional_derivative(log_prob_batch, phi, tangent):
+    """vᵀ H_b v for every sample b: forward-over-forward derivative of the batched log p.
+
+    ``log_prob_batch`` maps (n,) + lattice.shape -> (n,); samples are independent, so the
+    tangent v (per-sample, same shape as ``phi``) gives d²/dε² log p(φ_b + ε v_b) per sample.
+    Pure forward mode: works through ODE solves whose adjoint only supports jvp.
+    """
+    def first(x):
+        return jax.jvp(log_prob_batch, (x,), (tangent,))[1]
+
+    return jax.jvp(first, (phi,), (tangent,))[1]
 
 
 def laplacian_exact(log_prob_batch, phi, lattice):
-    """Δ_φ log p(φ_b) = Σ_i (H_b)_{ii} for a batch ``phi`` of shape (n,) + lattice.shape.
+    """Δ_φ log p(φ_b) = Σ_i e_iᵀ H_b e_i for a batch ``phi`` of shape (n,) + lattice.shape.
 
-    One Hessian–vector product per site (``lax.map`` over sites keeps memory at one HVP).
+    One second directional derivative per site (``lax.map`` over sites keeps memory at one).
     """
     n_sites = lattice.n_sites
-    batch = phi.shape[0]
 
-    def column(i):
-        e = jnp.zeros(n_sites).at[i].set(1.0).reshape(lattice.shape)
-        tangent = jnp.broadcast_to(e, phi.shape)
-        hv = _hvp(log_prob_batch, phi, tangent)
-        return jnp.sum(hv * tangent, axis=lattice.axes)
+    def diagonal_element(i):
+        e = jnp.zeros(n_sites, dtype=phi.dtype).at[i].set(1.0).reshape(lattice.shape)
+        return second_directional_derivative(log_prob_batch, phi, jnp.broadcast_to(e, phi.shape))
 
-    cols = jax.lax.map(column, jnp.arange(n_sites))
-    return jnp.sum(cols, axis=0).reshape(batch)
+    return jnp.sum(jax.lax.map(diagonal_element, jnp.arange(n_sites)), axis=0)
 
 
 def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
@@ -90,7 +92,7 @@ def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
 
     def probe(k):
         v = jax.random.rademacher(k, phi.shape, dtype=phi.dtype)
-        return jnp.sum(_hvp(log_prob_batch, phi, v) * v, axis=lattice.axes)
+        return second_directional_derivative(log_prob_batch, phi, v)
 
     return jnp.mean(jax.lax.map(probe, keys), axis=0)
 
@@ -175,8 +177,8 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
     E_loc). ``laplacian``: "exact" (Σ_i e_iᵀ H e_i), "hutchinson" (``n_probes`` Rademacher
     probes, needs ``key``), "auto" (exact up to ``EXACT_LAPLACIAN_MAX_SITES`` sites), or "none"
     (ibp estimator only). Evaluated in chunks of ``chunk_size`` samples.
-    ``laplacian_values``: precomputed Δ log p per sample (then ``log_prob`` is not needed and
-    ``laplacian`` only labels the method).
+    ``laplacian_values``: precomputed Δ log p of the first m ≤ n samples (then ``log_prob`` is not
+    needed, ``laplacian`` only labels the method, and E_loc uses those m samples).
     """
     lat = theory.lattice
     lat.check_field(phi)
@@ -219,7 +221,8 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
             lap.append(lap_fn(x, k)[:m])
         lap_values = jnp.concatenate(lap)
     if method != "none":
-        e_loc = np.asarray(local_energy(theory, phi, score, lap_values))
+        m = lap_values.shape[0]  # E_loc may use only the first m samples (the Laplacian is costly)
+        e_loc = np.asarray(local_energy(theory, phi[:m], score[:m], lap_values))
         if np.all(np.isfinite(e_loc)):
             e_loc_stats = statistics(e_loc, correlated=False)
         else:  # a failed Laplacian must not poison the (finite) ibp estimate: report it instead

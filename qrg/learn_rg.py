@@ -81,7 +81,7 @@ def euclidean_variance0(theory) -> np.ndarray:
 
 def make_flow(theory, *, scheme: str = "carosso", M: float = 1.0, model: str = "default", T: float = 1.0,
               n_steps: int | None = None, solver: str = "tsit5", rtol: float = 1e-5, atol: float = 1e-5,
-              variance0=None, **model_kw) -> ProbabilityFlow:
+              max_steps: int = 16384, variance0=None, **model_kw) -> ProbabilityFlow:
     """A ProbabilityFlow for learning the RG flow of ``theory``'s Euclidean density.
 
     ``variance0``: initial C_0 of the Gaussian-bridge part (default :func:`euclidean_variance0`);
@@ -101,7 +101,7 @@ def make_flow(theory, *, scheme: str = "carosso", M: float = 1.0, model: str = "
         kw.setdefault("time_scale", T)
     mdl = make_model(model, theory.lattice, sch, **kw)
     return ProbabilityFlow(mdl, sch, T=T, solver=solver, n_steps=n_steps, rtol=rtol, atol=atol,
-                           adjoint="recursive", log_prob_adjoint="recursive")
+                           adjoint="recursive", log_prob_adjoint="recursive", max_steps=max_steps)
 
 
 # ---------------------------------------------------------------------------- objectives
@@ -177,7 +177,7 @@ class TrainResult:
 
     def to_json(self) -> dict:
         return {"objective": self.objective, "wall_time_s": self.wall_time_s,
-                "history": {k: [float(x) for x in v] for k, v in self.history.items()}}
+                "history": {k: [x if isinstance(x, str) else float(x) for x in v] for k, v in self.history.items()}}
 
 
 def train(flow: ProbabilityFlow, params, key, *, objective: str, n_steps: int, theory=None, data=None,
@@ -220,15 +220,23 @@ def train(flow: ProbabilityFlow, params, key, *, objective: str, n_steps: int, t
     t0 = time.perf_counter()
     for i in range(n_steps):
         key, k = jax.random.split(key)
-        new_params, new_state, loss, aux = step(params, opt_state, k)
-        if not np.isfinite(float(loss)):
+        try:
+            new_params, new_state, loss, aux = step(params, opt_state, k)
+            loss_value = float(loss)
+        except Exception as err:  # e.g. the adaptive ODE solver ran out of steps (a too stiff flow)
+            if "max_steps" not in str(err) and "maximum number of solver steps" not in str(err):
+                raise
+            history["stopped"] = [i]
+            history["stop_reason"] = ["ODE solver reached max_steps: the learned flow became too stiff"]
+            break
+        if not np.isfinite(loss_value):
             # keep the last finite parameters; report the failure in the history
             history.setdefault("nonfinite_steps", []).append(i)
             continue
         params, opt_state = new_params, new_state
         if i % log_every == 0 or i == n_steps - 1:
             history["step"].append(i)
-            history["loss"].append(float(loss))
+            history["loss"].append(loss_value)
             history["time_s"].append(time.perf_counter() - t0)
             for name, v in aux.items():
                 history.setdefault(name, []).append(float(v))

@@ -503,7 +503,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     if cfg.eval_n_steps and cfg.eval_n_steps != cfg.n_steps:
         flow = build_flow(theory, cfg, flow.model, n_steps=cfg.eval_n_steps)
     stats = evaluate(flow, params, theory, key_eval, cfg.eval_batch, laplacian=cfg.laplacian,
-                     n_probes=cfg.n_probes)
+                     n_probes=cfg.n_probes, local_batch=cfg.local_batch)
     result = SolveResult(
         theory=theory, flow=flow, params=params, stats=stats, history=history, events=events, config=cfg,
         n_params=count_params(params), wall_time_s=time.perf_counter() - t_start, train_time_s=train_time,
@@ -516,8 +516,12 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
 
 
 def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_probes: int = 4,
-             chunk_size: int = 512, laplacian_chunk: int = 256) -> EnergyStats:
-    """Energy statistics of the trained flow on ``n`` fresh samples (both estimators, <φ²>, <|M|>)."""
+             chunk_size: int = 512, laplacian_chunk: int = 256, local_batch: int | None = None) -> EnergyStats:
+    """Energy statistics of the trained flow on ``n`` fresh samples (both estimators, <φ²>, <|M|>).
+
+    The local energy (which needs Δ log p: one second derivative through the ODE per site, or
+    per Hutchinson probe) uses the first ``local_batch`` samples (all if None).
+    """
     k_sample, k_lap = jax.random.split(key)
     phis, scores = [], []
     for c, start in enumerate(range(0, n, chunk_size)):
@@ -528,10 +532,11 @@ def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_pr
     method = resolve_laplacian_method(laplacian, theory.lattice)
     lap = None
     if method != "none":
-        size = min(laplacian_chunk, n)
+        n_loc = n if local_batch is None else min(local_batch, n)
+        size = min(laplacian_chunk, n_loc)
         parts = []
-        for c, start in enumerate(range(0, n, size)):
-            x = phi[start:start + size]
+        for c, start in enumerate(range(0, n_loc, size)):
+            x = phi[start:min(start + size, n_loc)]
             m = x.shape[0]
             if m < size:
                 x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (size - m,) + x.shape[1:])])
@@ -544,9 +549,21 @@ def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_pr
                            "try a smaller learning rate or more ODE steps") from None
 
 
+def _forward_mode_flow(flow):
+    """The same flow whose forward log-density solve uses diffrax's ForwardMode (jvp only)."""
+    from .flow import ProbabilityFlow
+
+    if flow.log_prob_adjoint == "forward":
+        return flow
+    return ProbabilityFlow(flow.model, flow.scheme, flow.T, solver=flow.solver, n_steps=flow.n_steps,
+                           rtol=flow.rtol, atol=flow.atol, adjoint=flow.adjoint, log_prob_adjoint="forward",
+                           max_steps=flow.max_steps)
+
+
 @functools.partial(jax.jit, static_argnames=("flow", "method", "n_probes"))
 def _flow_laplacian(flow, params, phi, key, method, n_probes):
-    """Δ_φ log p_θ(φ) of the flow's forward log-density (exact or Hutchinson)."""
+    """Δ_φ log p_θ(φ) of the flow's forward log-density (exact or Hutchinson), forward-over-forward."""
+    flow = _forward_mode_flow(flow)
     log_prob = lambda x: flow.log_prob(params, x)  # noqa: E731
     if method == "exact":
         return laplacian_exact(log_prob, phi, flow.lattice)

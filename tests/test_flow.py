@@ -31,7 +31,10 @@ def _free_flow(d=1, N=6, scheme_name="carosso", **kw):
     return theory, ProbabilityFlow(model, scheme, T=T, **{**TIGHT, **kw})
 
 
-@pytest.mark.parametrize("d,N,scheme_name", [(1, 6, "carosso"), (2, 3, "carosso"), (1, 6, "polchinski")])
+@pytest.mark.parametrize(
+    "d,N,scheme_name",
+    [(1, 6, "carosso"), (1, 6, "polchinski"), pytest.param(2, 3, "carosso", marks=pytest.mark.slow)],
+)
 def test_gaussian_bridge_is_exact_free_ground_state(key, d, N, scheme_name):
     """C_0 = free ground-state variance: sample's log p and score equal the exact Gaussian's."""
     theory, flow = _free_flow(d, N, scheme_name)
@@ -76,7 +79,7 @@ def test_log_prob_hessian_free_theory(key):
     np.testing.assert_allclose(hess, -np.linalg.inv(theory.free_ground_state().covariance_matrix()), atol=1e-7)
 
 
-@pytest.mark.parametrize("adjoint", ["recursive", "backsolve"])
+@pytest.mark.parametrize("adjoint", ["recursive", pytest.param("backsolve", marks=pytest.mark.slow)])
 def test_param_gradient_through_sample_matches_closed_form(key, adjoint):
     """E(θ) = mean(|score|² + |φ0|²) by reparameterisation equals the closed form for the bridge.
 

@@ -25,7 +25,7 @@ _FLAGS = {
     "T": dict(type=float, help="prior time T (default 1)"),
     "solver": dict(choices=SOLVERS, help="ODE solver (default rk4)"),
     "n_steps": dict(type=int, help="fixed ODE steps in training (0 = adaptive; default 16)"),
-    "eval_n_steps": dict(type=int, help="ODE steps of the final evaluation (default 64)"),
+    "eval_n_steps": dict(type=int, help="ODE steps of the final evaluation (default 32)"),
     "adjoint": dict(choices=ADJOINTS, help="gradient through the ODE (default recursive)"),
     "steps": dict(type=int, help="optimisation steps"),
     "batch": dict(type=int, help="samples per step"),
@@ -35,6 +35,7 @@ _FLAGS = {
     "lr_final": dict(type=float, help="final / peak learning rate of the cosine schedule"),
     "beta_rg": dict(type=float, help="weight of the RG-consistency term (default 0)"),
     "eval_batch": dict(type=int, help="samples of the final evaluation"),
+    "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
     "laplacian": dict(choices=LAPLACIANS, help="Δ log p for E_loc: exact / hutchinson / auto"),
     "checkpoint_every": dict(type=int, help="checkpoint every K steps (0 = at the end only)"),
 }

@@ -6,6 +6,10 @@
 * :mod:`.imh` — independence Metropolis with a flow (exact log-density) as proposal.
 """
 
+from .complex_langevin import QuarticToyModel, complex_langevin, exact_moments
+from .imh import IMHResult, flow_imh, independence_metropolis
+from .langevin import sample_langevin, sample_mala, sample_ula
 from .nuts import MCMCResult, sample_nuts
 
-__all__ = ["MCMCResult", "sample_nuts"]
+__all__ = ["MCMCResult", "sample_nuts", "sample_langevin", "sample_mala", "sample_ula", "QuarticToyModel",
+           "complex_langevin", "exact_moments", "IMHResult", "flow_imh", "independence_metropolis"]
