@@ -313,6 +313,10 @@ class SolveResult:
         if steps.size:
             ax.plot(steps, e, lw=1.0, label="training batch (ibp estimator)")
             ax.fill_between(steps, e - err, e + err, alpha=0.3, lw=0)
+            window = max(1, len(e) // 25)
+            if window > 1:
+                smooth = np.convolve(e, np.ones(window) / window, mode="valid")
+                ax.plot(steps[window - 1:], smooth, color="C1", lw=1.5, label=f"running mean ({window} steps)")
         final = self.energy
         ax.axhline(final.mean, color="C2", lw=1.0,
                    label=f"final: {format_value_error(final.mean, final.err)} ({self.estimator})")
