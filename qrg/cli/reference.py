@@ -44,7 +44,7 @@ def _dmrg(theory, args) -> dict:
         dims = [L - 2, L]
     chis = _int_list("--chis", args.chis)
     if chis is None:
-        chi = 96 if args.chi is None else args.chi
+        chi = 64 if args.chi is None else args.chi
         chis = [chi // 2, chi]
     return dmrg_ground_state(theory, local_dims=dims, chis=chis, basis=args.basis)
 
