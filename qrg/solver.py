@@ -427,6 +427,8 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         history, events = list(ck["history"]), list(ck["events"])
         failures, train_time = int(ck["failures"]), float(ck["train_time_s"])
         status = ck.get("status", "running")
+        if status == "completed":  # resumed with more steps: continue the same run
+            status = "running"
         if not np.array_equal(np.asarray(ck["key"]), np.asarray(root)):  # pragma: no cover - seed is checked
             raise QRGInputError("checkpoint PRNG key does not match the seed")
     else:
@@ -453,7 +455,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         bar = tqdm(total=cfg.steps, initial=min(start, cfg.steps), desc="qrg solve", unit="step",
                    dynamic_ncols=True)
     poison_steps = set(int(s) for s in inject_nan_at)
-    step = start
+    steps_done = start
     try:
         for step in range(start, cfg.steps):
             if status != "running":
@@ -489,18 +491,14 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                     bar.set_postfix_str(f"E = {format_value_error(record['energy'], record['energy_err'])}")
             if bar is not None:
                 bar.update(1)
-            if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0:
-                checkpoint(step + 1)
-        else:
-            step = cfg.steps
+            steps_done = step + 1
+            if cfg.checkpoint_every and steps_done % cfg.checkpoint_every == 0:
+                checkpoint(steps_done)
         if status == "running":
             status = "completed"
-        else:
-            step = step + 1
     finally:
         if bar is not None:
             bar.close()
-    steps_done = min(step, cfg.steps) if status != "diverged" else step
     checkpoint(steps_done)
 
     # ------------------------------------------------------------ final evaluation

@@ -194,6 +194,7 @@ def test_persistent_nan_stops_with_last_good_state():
     assert res.status == "diverged"
     assert len(res.events) == qrg.solver.MAX_CONSECUTIVE_FAILURES
     assert math.isfinite(res.energy.mean) and len(res.history) == 1
+    assert res.steps_done == 1 + qrg.solver.MAX_CONSECUTIVE_FAILURES
 
 
 def test_rg_consistency_term_and_sampling_along_the_flow(key):
