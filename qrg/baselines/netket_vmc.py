@@ -1,0 +1,248 @@
+"""NetKet 3.23 continuous-space VMC on the lattice φ⁴ Hamiltonian of design §2.
+
+The field ``φ ∈ R^{N^d}`` is the position of one particle in ``N^d`` dimensions
+(``netket.experimental.hilbert.Particle`` on a ``FreeSpace`` geometry), so
+
+    H = KineticEnergy(mass = a^d) + PotentialEnergy(V),    V(φ) = theory.potential(φ),
+
+i.e. ``−Σ_n ∂²/(2 a^d ∂φ_n²) + V(φ)``: NetKet's kinetic local energy is
+``−½ Σ_n (1/m) [∂_n² log ψ + (∂_n log ψ)²]`` with ``m = a^d`` — exactly design §2 with
+``log ψ = −S/2``. Everything is built FROM a :class:`qrg.Phi4`, so it is the same problem
+the solver, ED and DMRG see.
+
+Ansätze
+-------
+* ``"gaussian"``: ``netket.models.Gaussian``, ``log ψ = −½ φᵀ AᵀA φ``. The free ground state
+  ``log ψ0 = −½ a^d φᵀ Ω φ`` (Ω = sqrt(−Δ + m²)) is ``A = (a^d Ω)^{1/2}``, so it is exact at
+  λ = 0; at λ > 0 it can at best reach the Hartree (best Gaussian) energy. Started from
+  ``A = (a^d ω_H)^{1/2} · 1`` (identity-like; NetKet's random default is badly conditioned).
+* ``"neural"`` (:class:`TranslationInvariantPhi4`): a circulant Gaussian part
+  ``−½ (a^d/N^d) Σ_k ω_k |φ̃_k|²`` with ``ω_k = ω_k^H e^{s_k}`` (``ω_k^H`` the lattice-Hartree
+  frequencies, ``s_k`` learned, symmetrised k ↔ −k), plus a periodic CNN written as a
+  neighbour gather (``jnp.roll``) followed by ``Dense`` layers (NOT ``nn.Conv``: its per-sample
+  Jacobians for SR blow up memory, peers.md), summed over sites, and symmetrised under
+  φ → −φ as ``½[f(φ) + f(−φ)]``.
+
+Optimisation: VMC with stochastic reconfiguration (``nk.optimizer.SR``); sampler
+``MetropolisGaussian`` (all coordinates moved at once), its step started at ``1.2/sqrt(N^d)``
+and re-tuned every ``tune_every`` steps to keep the acceptance in 35–60 %.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._validation import QRGInputError, check_int, check_real
+from .local_basis import lattice_hartree
+
+ANSATZE = ("gaussian", "neural")
+ACCEPTANCE_WINDOW = (0.35, 0.60)
+
+
+# ---------------------------------------------------------------------------- Hamiltonian
+def netket_hamiltonian(theory):
+    """``(hilbert, H)``: the design-§2 Hamiltonian of ``theory`` as a NetKet continuous operator."""
+    import netket as nk
+    from netket.experimental.geometry import FreeSpace
+    from netket.experimental.hilbert import Particle
+
+    lat = theory.lattice
+    hilbert = Particle(N=1, geometry=FreeSpace(d=lat.n_sites))
+    shape = lat.shape
+
+    def potential(x):
+        return theory.potential(jnp.reshape(x, shape))
+
+    H = nk.operator.KineticEnergy(hilbert, mass=lat.volume_element) + nk.operator.PotentialEnergy(hilbert, potential)
+    return hilbert, H
+
+
+def free_gaussian_kernel(theory, omega=None) -> np.ndarray:
+    """``A = (a^d Ω)^{1/2}`` as a dense matrix: ``nk.models.Gaussian`` at the free ground state.
+
+    ``omega`` (Fourier eigenvalues, ``lattice.shape``) defaults to the free ``sqrt(p̂² + m²)``.
+    """
+    lat = theory.lattice
+    if omega is None:
+        omega = theory.free_omega()
+    eig = np.sqrt(lat.volume_element * np.asarray(omega))
+    return np.asarray(lat.diagonal_matrix(eig), dtype=float)
+
+
+# ---------------------------------------------------------------------------- neural ansatz
+def _make_neural_model(theory, features=(8, 8), radius=1):
+    import flax.linen as nn
+
+    lat = theory.lattice
+    shape, d, vol = lat.shape, lat.d, lat.volume_element
+    h = lattice_hartree(theory)
+    omega_h = np.sqrt(lat.phat2 + h["m2_hartree"])
+    # k -> −k index map for the symmetrisation of the learned Fourier log-factors
+    neg = tuple(np.meshgrid(*[(-np.arange(lat.N)) % lat.N] * d, indexing="ij"))
+    offsets = [tuple(o) for o in np.stack(np.meshgrid(*[np.arange(-radius, radius + 1)] * d,
+                                                        indexing="ij"), -1).reshape(-1, d)]
+
+    class TranslationInvariantPhi4(nn.Module):
+        """log ψ = circulant Gaussian + φ→−φ-symmetrised periodic CNN (gather + Dense)."""
+
+        @nn.compact
+        def __call__(self, x):
+            phi = x.reshape(x.shape[:-1] + shape)
+            s = self.param("log_omega_shift", nn.initializers.zeros, shape, jnp.float64)
+            s = 0.5 * (s + s[neg])
+            omega = jnp.asarray(omega_h) * jnp.exp(s)
+            phik = jnp.fft.fftn(phi, axes=lat.axes)
+            gauss = -0.5 * vol / lat.n_sites * jnp.sum(omega * jnp.abs(phik) ** 2, axis=lat.axes)
+
+            layers = [nn.Dense(f, param_dtype=jnp.float64, name=f"dense_{i}") for i, f in enumerate(features)]
+            head = nn.Dense(1, param_dtype=jnp.float64, kernel_init=nn.initializers.zeros, name="head")
+
+            def cnn(p):
+                hfeat = p[..., None]
+                for layer in layers:
+                    gathered = jnp.concatenate(
+                        [jnp.roll(hfeat, shift=o, axis=tuple(range(-d - 1, -1))) for o in offsets], axis=-1
+                    )
+                    hfeat = nn.gelu(layer(gathered))
+                return jnp.sum(head(hfeat)[..., 0], axis=tuple(range(-d, 0)))
+
+            return gauss + 0.5 * (cnn(phi) + cnn(-phi))
+
+    return TranslationInvariantPhi4()
+
+
+def make_model(theory, ansatz: str, **kwargs):
+    """The flax module for ``ansatz`` (``"gaussian"`` or ``"neural"``)."""
+    import flax.linen as nn
+    import netket as nk
+
+    if ansatz == "gaussian":
+        w = np.sqrt(lattice_hartree(theory)["omega_site"] * theory.lattice.volume_element)
+
+        def init(key, shape, dtype=jnp.float64):
+            return w * jnp.eye(shape[0], dtype=dtype)
+
+        return nk.models.Gaussian(param_dtype=jnp.float64, kernel_init=init)
+    if ansatz == "neural":
+        return _make_neural_model(theory, **kwargs)
+    raise QRGInputError(f"ansatz must be one of {ANSATZE} (got {ansatz!r})")
+    del nn
+
+
+# ---------------------------------------------------------------------------- VMC driver
+def _sampler(hilbert, sigma, n_chains):
+    import netket as nk
+
+    return nk.sampler.MetropolisGaussian(hilbert, sigma=float(sigma), n_chains=n_chains)
+
+
+def _tune_sigma(vs, hilbert, sigma, n_chains, *, max_rounds=8):
+    """Rescale the Gaussian proposal width until the acceptance is in ACCEPTANCE_WINDOW."""
+    lo, hi = ACCEPTANCE_WINDOW
+    acc = float("nan")
+    for _ in range(max_rounds):
+        vs.sample()
+        acc = float(vs.sampler_state.acceptance)
+        if lo <= acc <= hi:
+            break
+        # acceptance ~ exp(−c σ²) roughly: move σ toward the window centre
+        factor = np.clip(np.sqrt(np.log(0.475) / np.log(np.clip(acc, 1e-3, 0.999))), 0.3, 3.0)
+        sigma = float(sigma * factor)
+        vs.sampler = _sampler(hilbert, sigma, n_chains)
+    return sigma, acc
+
+
+def stats_dict(s) -> dict:
+    return {"mean": float(np.real(s.mean)), "err": float(s.error_of_mean), "variance": float(s.variance),
+            "tau": float(s.tau_corr), "R_hat": float(s.R_hat)}
+
+
+def run_vmc(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_samples: int = 1024,
+            n_chains: int = 16, learning_rate: float = 0.02, diag_shift: float = 1e-3, seed: int = 0,
+            time_budget_s: float | None = None, n_eval_samples: int = 8192, tune_every: int = 25,
+            chunk_size: int | None = None, model_kwargs: dict | None = None) -> dict:
+    """Train ``ansatz`` on ``theory`` with NetKet VMC + SR and evaluate the energy.
+
+    Stops after ``n_iter`` steps or once ``time_budget_s`` wall seconds have passed. The final
+    energy is a separate evaluation with ``n_eval_samples`` fresh samples (NetKet's ``Stats``:
+    mean, error of the mean with the chains' autocorrelation, variance = Var(E_loc), τ_corr,
+    R̂). ``history`` holds ``(seconds, E, err, Var)`` of every training step (time-to-accuracy).
+    """
+    import netket as nk
+
+    if ansatz not in ANSATZE:
+        raise QRGInputError(f"ansatz must be one of {ANSATZE} (got {ansatz!r})")
+    n_iter = check_int("n_iter (VMC steps)", n_iter, minimum=0)
+    n_samples = check_int("n_samples", n_samples, minimum=16)
+    n_chains = check_int("n_chains", n_chains, minimum=1)
+    if n_samples % n_chains:
+        raise QRGInputError(f"n_samples ({n_samples}) must be a multiple of n_chains ({n_chains})")
+    learning_rate = check_real("learning_rate", learning_rate, positive=True)
+    diag_shift = check_real("diag_shift (SR regulariser)", diag_shift, positive=True)
+    if time_budget_s is not None:
+        time_budget_s = check_real("time_budget_s", time_budget_s, positive=True)
+
+    hilbert, H = netket_hamiltonian(theory)
+    model = make_model(theory, ansatz, **(model_kwargs or {}))
+    sigma = 1.2 / np.sqrt(theory.lattice.n_sites)
+    vs = nk.vqs.MCState(_sampler(hilbert, sigma, n_chains), model, n_samples=n_samples, seed=seed,
+                        sampler_seed=seed + 1, chunk_size=chunk_size)
+    t0 = time.perf_counter()
+    sigma, acc = _tune_sigma(vs, hilbert, sigma, n_chains)
+    opt = nk.optimizer.Sgd(learning_rate=learning_rate)
+    driver = nk.driver.VMC(H, opt, variational_state=vs, preconditioner=nk.optimizer.SR(diag_shift=diag_shift))
+    history: list[tuple[float, float, float, float]] = []
+    acceptances: list[float] = []
+    stop = {"flag": False}
+
+    def callback(step, log_data, drv):
+        e = log_data["Energy"]
+        history.append((time.perf_counter() - t0, float(np.real(e.mean)), float(e.error_of_mean), float(e.variance)))
+        a = drv.state.sampler_state.acceptance
+        if a is not None:
+            acceptances.append(float(a))
+        if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+            stop["flag"] = True
+            return False
+        return True
+
+    done = 0
+    while done < n_iter and not stop["flag"]:
+        chunk = min(tune_every, n_iter - done)
+        driver.run(chunk, out=(), show_progress=False, callback=callback)
+        done += chunk
+        if acceptances and not (ACCEPTANCE_WINDOW[0] <= acceptances[-1] <= ACCEPTANCE_WINDOW[1]):
+            sigma, _ = _tune_sigma(vs, hilbert, sigma, n_chains)
+    train_time = time.perf_counter() - t0
+    n_steps = len(history)
+
+    vs.n_samples = n_eval_samples
+    final = vs.expect(H)
+    acc_eval = float(vs.sampler_state.acceptance)
+    wall = time.perf_counter() - t0
+    st = stats_dict(final)
+    return {
+        "method": f"netket-{ansatz}",
+        **theory.params(),
+        "energy": st["mean"],
+        "energy_err": st["err"],
+        "energy_per_site": st["mean"] / theory.lattice.n_sites,
+        "variance": st["variance"],
+        "tau": st["tau"],
+        "R_hat": st["R_hat"],
+        "acceptance": acc_eval,
+        "sigma": float(sigma),
+        "n_params": int(sum(np.size(p) for p in jax.tree_util.tree_leaves(vs.parameters))),
+        "n_iter": n_steps,
+        "n_samples": n_samples,
+        "n_eval_samples": n_eval_samples,
+        "train_time_s": train_time,
+        "time_per_iter_s": train_time / max(n_steps, 1),
+        "wall_time_s": wall,
+        "history": history,
+        "state": vs,
+    }
