@@ -132,6 +132,12 @@ class ProbabilityFlow:
         scheme = model.scheme if scheme is None else scheme
         if scheme != model.scheme:
             raise QRGInputError("scheme must be the scheme the score model was built with (model.scheme)")
+        if not isinstance(scheme, Carosso) and not getattr(model, "supports_weighted_trace", False):
+            raise QRGInputError(
+                f"the {type(scheme).__name__} scheme has a mode-dependent diffusion rate B(t), so the flow "
+                f"needs the exact weighted trace tr(B J_s) of the score; {type(model).__name__} does not "
+                "provide it (supports_weighted_trace = False). Use a Carosso scheme or a model that does"
+            )
         self.model = model
         self.scheme = scheme
         self.lattice = scheme.lattice

@@ -313,3 +313,26 @@ def test_nonlinear_param_gradient_matches_finite_differences(key):
     richardson = (4 * central(h / 2) - central(h)) / 3
     np.testing.assert_allclose(directional["backsolve"], directional["recursive"], rtol=1e-7)
     np.testing.assert_allclose(directional["recursive"], richardson, rtol=1e-5)
+
+
+def test_polchinski_needs_weighted_trace():
+    """A score model without the weighted trace tr(B J_s) is refused for Polchinski (clear error)."""
+
+    class PlainScore(qrg.ScoreModel):
+        def score_and_divergence(self, phi, t, weight=None):
+            if weight is not None:
+                raise NotImplementedError
+            return -phi, -float(phi.size)
+
+        def prior_variance(self, T):
+            return jnp.ones(self.lattice.shape)
+
+    lat = qrg.Lattice(1, 4)
+    pol = qrg.PolchinskiM(lat, 1.0)
+    with pytest.raises(qrg.QRGInputError, match="weighted trace"):
+        ProbabilityFlow(PlainScore(lat, pol), pol)
+    car = qrg.CarossoM(lat, 1.0)
+    ProbabilityFlow(PlainScore(lat, car), car)  # fine: B = σ² 1
+    for name in ("gaussian", "eft", "kernel", "default"):
+        assert qrg.make_model(name, lat, pol).supports_weighted_trace
+        ProbabilityFlow(qrg.make_model(name, lat, pol), pol)

@@ -25,6 +25,8 @@ permutations and reflections), and from odd pointwise functions, so that
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
@@ -143,6 +145,9 @@ class ScoreModel(nn.Module):
 
     lattice: Lattice
     scheme: RGScheme
+    #: True if ``score_and_divergence`` accepts a circulant ``weight`` W and returns the exact
+    #: tr(W J_s): needed by schemes whose diffusion rate B(t) is not a multiple of 1 (Polchinski).
+    supports_weighted_trace: ClassVar[bool] = False
 
     def __call__(self, phi, t):
         return self.score_and_divergence(phi, t)

@@ -20,6 +20,10 @@ class Composite(ScoreModel):
 
     members: tuple = ()
 
+    @property
+    def supports_weighted_trace(self) -> bool:
+        return all(m.supports_weighted_trace for m in self.members)
+
     def setup(self):
         if not self.members:
             raise QRGInputError("a Composite score model needs at least one member")

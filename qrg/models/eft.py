@@ -51,6 +51,8 @@ def _softplus_inverse(y):
 class EFTScore(ScoreModel):
     """Σ_i f_i(t) g_i(φ) with g = (Δφ, φ, φ³) plus an orthogonally projected kernel-net residual."""
 
+    supports_weighted_trace = True
+
     residual: bool = True
     width: int = 32
     depth: int = 2

@@ -30,6 +30,8 @@ class GaussianBridge(ScoreModel):
     :func:`GaussianBridge.create` to pass an array.
     """
 
+    supports_weighted_trace = True
+
     init_variance0: tuple | None = None
 
     @classmethod

@@ -64,6 +64,8 @@ def convolve_features(lattice, phi, kernel_ft, freqs, weight=None):
 class KernelNet(ScoreModel):
     """Translation/point-group equivariant, odd, time-dependent kernel network with exact divergence."""
 
+    supports_weighted_trace = True
+
     n_sin: int = 4
     width: int = 32
     depth: int = 2
