@@ -14,6 +14,7 @@ _COMMANDS = {
     "reference": ".reference",
     "solve": ".solve",
     "sample": ".sample",
+    "bench": ".bench",
 }
 
 

@@ -1,0 +1,32 @@
+"""``qrg bench --suite quick|full``: qrg's solver against ED/DMRG references and NetKet ansätze.
+
+Writes ``OUT/results.json``, ``OUT/results.md`` and plots (see :mod:`qrg.bench`).
+"""
+
+from __future__ import annotations
+
+from .._validation import QRGInputError
+
+
+def add_parser(sub) -> None:
+    from ..bench import METHODS, SUITES
+
+    p = sub.add_parser("bench", help="benchmark qrg against ED/DMRG/NetKet on identical Hamiltonians",
+                       description=__doc__)
+    p.add_argument("--suite", default="quick", help=f"one of {sorted(SUITES)} (default quick)")
+    p.add_argument("--out", default="bench", help="output directory (default bench/)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the stochastic methods")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..bench import run_suite
+
+    methods = tuple(m.strip() for m in str(args.methods).split(",") if m.strip())
+    if not methods:
+        raise QRGInputError("--methods must name at least one method")
+    result = run_suite(args.suite, out=args.out, methods=methods, seed=args.seed)
+    print(f"wrote {args.out}/results.json, results.md and plots ({result['total_wall_time_s']:.0f} s)")
+    return 0

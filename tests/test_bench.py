@@ -1,0 +1,74 @@
+"""``qrg bench``: the suite machinery end to end (fast: tiny budgets; slow: the real quick suite)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from qrg import QRGInputError
+from qrg.bench import Suite, annotate, fit_scaling, run_suite
+from qrg.cli import main
+
+
+def test_fit_scaling_recovers_a_power_law():
+    recs = [{"method": "qrg", "sites": s, "time_per_iter_s": 0.01 * s**1.5} for s in (4, 8, 16, 32)]
+    fit = fit_scaling(recs)["qrg"]
+    assert abs(fit["alpha"] - 1.5) < 1e-12 and fit["sizes"] == [4, 8, 16, 32]
+
+
+def test_annotate_relative_error_and_variational_winner():
+    recs = [{"method": "a", "energy": 10.1, "energy_err": 0.01}, {"method": "b", "energy": 10.0, "energy_err": 0.02}]
+    annotate(recs, {"energy": 9.9})
+    np.testing.assert_allclose([r["rel_error"] for r in recs], [0.2 / 9.9, 0.1 / 9.9])
+    recs = [{"method": "a", "energy": 10.1}, {"method": "b", "energy": 10.0}]
+    annotate(recs, None)
+    assert recs[1]["is_best"] and not recs[0]["is_best"] and abs(recs[0]["delta_vs_best"] - 0.1) < 1e-12
+
+
+def test_tiny_suite_reference_and_netket(tmp_path):
+    suite = Suite("tiny", problems=((1, 4, 1.0, 6.0),), qrg={},
+                  netket_gaussian={"n_iter": 3, "n_samples": 128, "n_eval_samples": 256},
+                  netket_neural={}, dmrg={"local_dims": (6, 8), "chis": (8, 16)})
+    res = run_suite(suite, out=tmp_path, methods=("reference", "netket-gaussian"), log=lambda *a: None)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["suite"] == "tiny" and len(saved["records"]) == 2
+    ref, nkg = saved["records"][0], saved["records"][1]
+    assert ref["method"] == "reference:ed" and abs(ref["energy"] - 3.6071411453) < 1e-9
+    assert nkg["method"] == "netket-gaussian" and "rel_error" in nkg and nkg["energy_err"] > 0
+    for f in ("results.md", "rel_error.png", "variance.png", "wall_time.png", "time_to_accuracy.png",
+              "time_per_iter.png"):
+        assert (tmp_path / f).stat().st_size > 0
+    assert "reference:ed" in (tmp_path / "results.md").read_text()
+    assert res["records"][1]["history"]
+
+
+def test_reference_choice():
+    from qrg import Phi4
+    from qrg.bench import SUITES, run_reference
+
+    assert run_reference(Phi4.chain(64, 1.0, 0.0), SUITES["quick"])["method"] == "exact"
+    assert run_reference(Phi4.from_params(d=2, N=2, m2=1.0, lam=1.0), SUITES["quick"])["method"] == "ed"
+    assert run_reference(Phi4.from_params(d=2, N=4, m2=1.0, lam=1.0), SUITES["quick"]) is None
+
+
+def test_bad_suite_and_method(tmp_path):
+    with pytest.raises(QRGInputError, match="suite"):
+        run_suite("huge", out=tmp_path)
+    with pytest.raises(QRGInputError, match="methods"):
+        run_suite("quick", out=tmp_path, methods=("qrg", "dmft"))
+    assert main(["bench", "--suite", "nope", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_quick_suite_end_to_end(tmp_path):
+    assert main(["bench", "--suite", "quick", "--out", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    methods = {r["method"] for r in saved["records"]}
+    assert {"reference:dmrg", "qrg", "netket-gaussian", "netket-neural"} <= methods
+    assert not [r for r in saved["records"] if "error" in r]
+    for r in saved["records"]:
+        if r["method"] in ("qrg", "netket-gaussian", "netket-neural"):
+            # variational: no method below the DMRG reference beyond 5 standard errors
+            assert r["rel_error"] * 1.0 >= 0
+            ref = [x for x in saved["records"] if x["problem"] == r["problem"] and x["method"] == "reference:dmrg"][0]
+            assert r["energy"] > ref["energy"] - 5 * r["energy_err"] - ref["error_estimate"]
