@@ -275,6 +275,7 @@ class SolveResult:
             "energy_local_err": None if self.stats.local_energy is None else self.stats.local_energy.err,
             "laplacian": self.stats.laplacian,
             "eval_samples": self.stats.energy.n_samples,
+            "local_energy_samples": None if self.stats.local_energy is None else self.stats.local_energy.n_samples,
             "steps": self.steps_done,
             "status": self.status,
             "wall_time_s": self.wall_time_s,
@@ -350,7 +351,7 @@ class SolveResult:
     def __str__(self) -> str:
         e = self.energy
         s = (f"E = {format_value_error(e.mean, e.err)}  ({self.estimator} estimator, "
-             f"{self.stats.energy.n_samples} samples), E/N^d = {e.mean / self.theory.lattice.n_sites:.8g}, "
+             f"{e.n_samples} samples), E/N^d = {e.mean / self.theory.lattice.n_sites:.8g}, "
              f"Var(E_loc) = {self.variance:.3g}")
         if self.reference is not None:
             s += f", exact E0 = {self.reference:.10g} (rel. err {self.relative_error:.2e})"
