@@ -117,7 +117,6 @@ def _make_neural_model(theory, features=(8, 8), radius=1):
 
 def make_model(theory, ansatz: str, **kwargs):
     """The flax module for ``ansatz`` (``"gaussian"`` or ``"neural"``)."""
-    import flax.linen as nn
     import netket as nk
 
     if ansatz == "gaussian":
@@ -130,7 +129,6 @@ def make_model(theory, ansatz: str, **kwargs):
     if ansatz == "neural":
         return _make_neural_model(theory, **kwargs)
     raise QRGInputError(f"ansatz must be one of {ANSATZE} (got {ansatz!r})")
-    del nn
 
 
 # ---------------------------------------------------------------------------- VMC driver
@@ -171,6 +169,8 @@ def run_vmc(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_samples: i
     energy is a separate evaluation with ``n_eval_samples`` fresh samples (NetKet's ``Stats``:
     mean, error of the mean with the chains' autocorrelation, variance = Var(E_loc), τ_corr,
     R̂). ``history`` holds ``(seconds, E, err, Var)`` of every training step (time-to-accuracy).
+    The returned dict also carries the trained ``netket.vqs.MCState`` under ``"state"``
+    (drop it before serialising to JSON).
     """
     import netket as nk
 
