@@ -70,6 +70,7 @@ def test_gaussian_bridge_sample_at_matches_scheme_bridge(key):
     np.testing.assert_allclose(flow.model.apply(params, method="variance0"), c0, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_log_prob_hessian_free_theory(key):
     """log_prob is twice differentiable in φ (DirectAdjoint): Hessian = −C_0^-1 exactly."""
     theory, flow = _free_flow(N=4)
@@ -247,21 +248,26 @@ def test_sample_at_and_log_prob_per_sample_times(key):
     np.testing.assert_allclose(batched, single, atol=1e-9)
 
 
-@pytest.mark.parametrize("scheme_name", ["carosso", "polchinski"])
+@pytest.mark.parametrize("scheme_name", ["carosso", pytest.param("polchinski", marks=pytest.mark.slow)])
 def test_velocity_and_divergence(key, scheme_name):
     """b = −A(t)φ − ½B(t)s (Carosso: Δφ − M²φ − ½σ²s) and ∇·b = trace of jax.jacfwd(b)."""
     flow, params = _nonlinear_flow(key, 2, 3, "default", scheme_name)
     phi = jax.random.normal(key, (2, 3, 3))
     t = 0.4
-    b = jax.jit(flow.velocity)(params, phi, t)
-    s = flow.score(params, phi, t)
+    b, s, div, jac = jax.jit(
+        lambda p, x: (
+            flow.velocity(p, x, t),
+            flow.score(p, x, t),
+            flow.divergence(p, x, t),
+            jax.vmap(jax.jacfwd(lambda y: flow.velocity(p, y[None], t)[0]))(x),
+        )
+    )(params, phi)
+    jac = jac.reshape(2, 9, 9)
     lat, scheme = flow.lattice, flow.scheme
     expected = -lat.apply_diagonal(phi, scheme.drift_rate(t)) - 0.5 * lat.apply_diagonal(s, scheme.diffusion_rate(t))
     np.testing.assert_allclose(b, expected, atol=1e-12)
     if scheme_name == "carosso":
         np.testing.assert_allclose(b, lat.laplacian(phi) - phi - 0.5 * s, atol=1e-12)
-    div = jax.jit(flow.divergence)(params, phi, t)
-    jac = jax.jit(jax.vmap(jax.jacfwd(lambda x: flow.velocity(params, x[None], t)[0])))(phi).reshape(2, 9, 9)
     np.testing.assert_allclose(div, np.trace(jac, axis1=1, axis2=2), rtol=1e-10)
 
 

@@ -34,23 +34,24 @@ def _setup(name, d, N, key, scheme="carosso", **kw):
     return lat, sch, model, params, phi
 
 
-def _jacobian(model, params, phi, t):
-    n = phi.size
-    return jax.jit(jax.jacfwd(lambda x: model.apply(params, x, t)[0]))(phi).reshape(n, n)
-
-
 @pytest.mark.parametrize("name", MODEL_NAMES + ["eft_plain"])
 @pytest.mark.parametrize("d,N", LATTICES)
 def test_exact_divergence_equals_jacobian_trace(key, name, d, N):
     kw = {"residual": False} if name == "eft_plain" else {}
     lat, sch, model, params, phi = _setup("eft" if name == "eft_plain" else name, d, N, key, **kw)
     t = 0.37
-    jac = _jacobian(model, params, phi, t)
-    _, div = jax.jit(model.apply)(params, phi, t)
-    np.testing.assert_allclose(div, np.trace(jac), rtol=1e-10, atol=1e-10)
     # weighted trace tr(W J) for a circulant W (what Polchinski's B(t) needs)
     w = jnp.asarray(np.cos(lat.momenta[0] * lat.a) + lat.phat2 + 0.5)
-    _, tr_w = jax.jit(lambda *a: model.apply(*a, method="score_and_divergence"))(params, phi, t, w)
+
+    @jax.jit
+    def evaluate(p, x):  # one compilation for the Jacobian, the divergence and the weighted trace
+        jac = jax.jacfwd(lambda y: model.apply(p, y, t)[0])(x).reshape(x.size, x.size)
+        _, div = model.apply(p, x, t)
+        _, tr_w = model.apply(p, x, t, w, method="score_and_divergence")
+        return jac, div, tr_w
+
+    jac, div, tr_w = evaluate(params, phi)
+    np.testing.assert_allclose(div, np.trace(jac), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(tr_w, np.trace(lat.diagonal_matrix(np.asarray(w)) @ jac), rtol=1e-10, atol=1e-9)
     assert abs(float(div)) > 0 and np.isfinite(float(tr_w))
 
@@ -73,13 +74,14 @@ def test_lattice_symmetries_and_z2(key, name, d, N):
     """s(gφ) = g s(φ) and ∇·s(gφ) = ∇·s(φ) for translations, reflections, axis swaps, φ → −φ."""
     lat, _, model, params, phi = _setup(name, d, N, key)
     t = 0.6
-    apply = jax.jit(model.apply)
-    s, div = apply(params, phi, t)
-    for label, op in _transforms(lat).items():
-        s_g, div_g = apply(params, op(phi), t)
-        np.testing.assert_allclose(s_g, op(s), atol=1e-11, err_msg=label)
-        np.testing.assert_allclose(div_g, div, rtol=1e-11, err_msg=label)
-    s_m, div_m = apply(params, -phi, t)
+    ops = _transforms(lat)
+    fields = jnp.stack([phi, -phi] + [op(phi) for op in ops.values()])
+    scores, divs = jax.jit(jax.vmap(lambda x: model.apply(params, x, t)))(fields)  # one compilation
+    s, div = scores[0], divs[0]
+    for i, (label, op) in enumerate(ops.items()):
+        np.testing.assert_allclose(scores[2 + i], op(s), atol=1e-11, err_msg=label)
+        np.testing.assert_allclose(divs[2 + i], div, rtol=1e-11, err_msg=label)
+    s_m, div_m = scores[1], divs[1]
     np.testing.assert_allclose(s_m, -s, atol=1e-12)
     np.testing.assert_allclose(div_m, div, rtol=1e-11)
     # and the test is not vacuous: the field itself is not symmetric
