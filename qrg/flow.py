@@ -7,8 +7,8 @@ Velocity (design §3.2; paper 5.12 with the scheme's linear SDE dφ = −A(t)φ 
 
 with tr(B J_s) exact (the score models expose it; for Carosso B = σ² 1).
 
-Backward augmented solve T → t (``sample``, ``sample_at``): along dφ/dt = b the log-density
-u-gradient obey
+Backward augmented solve T → t (``sample``, ``sample_at``): along dφ/dt = b the log-density and
+its gradient u obey
 
     d(log p)/dt = −∇·b,        du/dt = −∇(∇·b) − J_bᵀ u,        u = ∇_φ log p_t(φ_t),
 
