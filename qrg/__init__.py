@@ -37,3 +37,10 @@ from .flow import ProbabilityFlow
 from .models import Composite, EFTScore, GaussianBridge, KernelNet, ScoreModel, make_model
 
 __all__ += ["ProbabilityFlow", "ScoreModel", "GaussianBridge", "EFTScore", "KernelNet", "Composite", "make_model"]
+
+# the Section 6 ground-state solver (design §3.3)
+from .energy import EnergyStats, estimate_energy
+from .solver import SolveConfig, SolveResult, solve
+from .stats import Stats, statistics
+
+__all__ += ["solve", "SolveConfig", "SolveResult", "estimate_energy", "EnergyStats", "Stats", "statistics"]
