@@ -69,6 +69,5 @@ def test_quick_suite_end_to_end(tmp_path):
     for r in saved["records"]:
         if r["method"] in ("qrg", "netket-gaussian", "netket-neural"):
             # variational: no method below the DMRG reference beyond 5 standard errors
-            assert r["rel_error"] * 1.0 >= 0
             ref = [x for x in saved["records"] if x["problem"] == r["problem"] and x["method"] == "reference:dmrg"][0]
             assert r["energy"] > ref["energy"] - 5 * r["energy_err"] - ref["error_estimate"]
