@@ -130,8 +130,10 @@ class EFTScore(ScoreModel):
             sx, _ = convolve_features(lattice, x, kernel_ft, freqs)
             gram = jnp.tensordot(gx, gx, axes=(sum_axes, sum_axes))
             # normalised Gram matrix (unit diagonal) plus a ridge ε: well conditioned at any scale of φ
-            norms = jnp.sqrt(jnp.diagonal(gram))
-            inv = jnp.where(norms > 0, 1.0 / jnp.where(norms > 0, norms, 1.0), 0.0)
+            # g_i ≡ 0 (e.g. Δφ on a single site) contributes nothing; the double where keeps the
+            # derivative of sqrt at 0 out of the Jacobian (otherwise 0·∞ = NaN)
+            sq = jnp.diagonal(gram)
+            inv = jnp.where(sq > 0, 1.0 / jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0)
             corr = gram * inv[:, None] * inv[None, :] + RIDGE * jnp.eye(3)
             overlaps = jnp.sum(gx * sx[None], axis=sum_axes) * inv
             return jnp.linalg.solve(corr, overlaps) * inv
