@@ -179,3 +179,14 @@ def test_make_model_validation():
         make_model("default", lat, sch, variance0=np.zeros(4))
     for name in MODEL_NAMES:
         assert make_model(name, lat, sch).lattice == lat
+
+
+def test_eft_residual_refuses_lattices_too_small_for_its_projection():
+    import qrg
+
+    for n in (1, 2):
+        lat = qrg.Lattice(1, n)
+        with pytest.raises(qrg.QRGInputError, match="at least 4 sites"):
+            qrg.make_model("eft", lat, qrg.CarossoM(lat, 1.0))
+    lat = qrg.Lattice(1, 1)
+    qrg.make_model("eft", lat, qrg.CarossoM(lat, 1.0), residual=False)  # the couplings alone are fine

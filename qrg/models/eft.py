@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._validation import QRGInputError
 from .base import ScoreModel, TimeMLP, as_variance_tuple, default_variance0, weight_diagonal
 from .kernel_net import KernelNet, convolve_features
 
@@ -64,6 +65,12 @@ class EFTScore(ScoreModel):
 
     @classmethod
     def create(cls, lattice, scheme, variance0=None, **kw):
+        if kw.get("residual", True) and lattice.n_sites < 4:
+            raise QRGInputError(
+                f"model 'eft' with its projected residual needs a lattice of at least 4 sites (got "
+                f"{lattice.n_sites}): on fewer sites Δφ, φ, φ³ are linearly dependent and the projection "
+                "is singular; use residual=False or model 'default'"
+            )
         return cls(lattice, scheme, init_variance0=as_variance_tuple(lattice, variance0), **kw)
 
     def _reference_fit(self):
