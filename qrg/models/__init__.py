@@ -16,7 +16,7 @@ from .gaussian_bridge import GaussianBridge
 from .kernel_net import KernelNet
 
 MODELS = ("gaussian", "eft", "kernel", "default")
-_NONLINEAR_KW = ("n_sin", "width", "depth", "n_freq", "time_scale", "out_scale")
+_NONLINEAR_KW = ("n_sin", "base_frequency", "width", "depth", "n_freq", "time_scale", "out_scale")
 
 
 def make_model(name: str, lattice, scheme, **kw) -> ScoreModel:
@@ -27,7 +27,7 @@ def make_model(name: str, lattice, scheme, **kw) -> ScoreModel:
     * ``"kernel"`` — :class:`KernelNet` (kw: ``variance0`` reference prior, network sizes);
     * ``"default"`` — ``Composite((GaussianBridge(variance0), KernelNet(...)))``.
 
-    Network-size keywords: n_sin, width, depth, n_freq, time_scale (set it to the flow's T),
+    Network-size keywords: n_sin, base_frequency, width, depth, n_freq, time_scale (set it to the flow's T),
     out_scale (initial size of the nonlinear output).
     """
     if scheme.lattice != lattice:

@@ -61,6 +61,7 @@ class EFTScore(ScoreModel):
     time_scale: float = 1.0
     out_scale: float = 1e-3
     n_sin: int = 4
+    base_frequency: float = 0.75
     init_variance0: tuple | None = None
 
     @classmethod
@@ -96,6 +97,7 @@ class EFTScore(ScoreModel):
                 self.lattice,
                 self.scheme,
                 n_sin=self.n_sin,
+                base_frequency=self.base_frequency,
                 width=self.width,
                 depth=self.depth,
                 n_freq=self.n_freq,
@@ -128,13 +130,13 @@ class EFTScore(ScoreModel):
         div = jnp.dot(f, tr_g)
         if not self.residual:
             return score, div
-        kernel_ft, freqs = self.residual_net.kernel_spectra(t)
+        kernel_ft, omega = self.residual_net.kernel_spectra(t)
         lattice = self.lattice
         sum_axes = tuple(range(1, lattice.d + 1))
 
         def projection_coefficients(x):
             gx = self._operators(x)
-            sx, _ = convolve_features(lattice, x, kernel_ft, freqs)
+            sx, _ = convolve_features(lattice, x, kernel_ft, omega)
             gram = jnp.tensordot(gx, gx, axes=(sum_axes, sum_axes))
             # normalised Gram matrix (unit diagonal) plus a ridge ε: well conditioned at any scale of φ
             # g_i ≡ 0 (e.g. Δφ on a single site) contributes nothing; the double where keeps the
@@ -145,7 +147,7 @@ class EFTScore(ScoreModel):
             overlaps = jnp.sum(gx * sx[None], axis=sum_axes) * inv
             return jnp.linalg.solve(corr, overlaps) * inv
 
-        s_res, tr_res = convolve_features(lattice, phi, kernel_ft, freqs, weight)
+        s_res, tr_res = convolve_features(lattice, phi, kernel_ft, omega, weight)
         c = projection_coefficients(phi)
         grad_c = jax.jacrev(projection_coefficients)(phi)  # (3,) + lattice.shape
         wg = g if weight is None else jax.vmap(lambda x: lattice.apply_diagonal(x, weight))(g)

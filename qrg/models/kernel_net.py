@@ -3,8 +3,10 @@ theories with equivariant continuous flows"): convolutions of odd pointwise feat
 
     s(φ, t)(n) = Σ_j Σ_m w_j(n − m, t) f_j(φ(m)),
 
-* features f_j odd (φ → −φ symmetry): f = (φ, tanh φ, sin(ω_1 φ), …, sin(ω_K φ)) with learned
-  frequencies ω_k > 0;
+* features f_j odd (φ → −φ symmetry): f = (φ, tanh φ, sin(ωφ), sin(2ωφ), …, sin(Kωφ)): a
+  truncated odd Fourier series in φ with a learned base frequency ω > 0 (Gerdes et al. learn the
+  sine frequencies; harmonics of one learned ω need only one sin and one cos per site, the rest by
+  the angle-addition recurrence, which makes the network ~2× cheaper on CPU);
 * kernels w_j(r, t) = W_{j,o(r)}(t) constant on the orbits o(r) of the hypercubic group acting on
   displacements r ∈ Z_N^d (axis permutations and reflections, see ``hypercubic_orbits``): the
   model is equivariant under lattice translations (convolution) and the point group (D4 in 2D);
@@ -40,18 +42,28 @@ def orbit_fourier_matrix(lattice) -> np.ndarray:
     return np.real(np.fft.fftn(onehot, axes=axes))
 
 
-def odd_features(phi, freqs):
-    """f(φ) = (φ, tanh φ, sin(ω_k φ)) and f'(φ), stacked on a leading axis."""
-    w = freqs.reshape((-1,) + (1,) * phi.ndim)
+def odd_features(phi, omega, n_sin: int):
+    """f(φ) = (φ, tanh φ, sin(kωφ)_{k=1..n_sin}) and f'(φ) = (1, 1 − tanh² φ, kω cos(kωφ)), stacked.
+
+    sin(kωφ), cos(kωφ) by the angle-addition recurrence from sin(ωφ), cos(ωφ).
+    """
     tanh = jnp.tanh(phi)
-    f = jnp.concatenate([phi[None], tanh[None], jnp.sin(w * phi)], axis=0)
-    df = jnp.concatenate([jnp.ones_like(phi)[None], (1.0 - tanh**2)[None], w * jnp.cos(w * phi)], axis=0)
-    return f, df
+    feats = [phi, tanh]
+    derivs = [jnp.ones_like(phi), 1.0 - tanh**2]
+    if n_sin:
+        s1, c1 = jnp.sin(omega * phi), jnp.cos(omega * phi)
+        s, c = s1, c1
+        for k in range(1, n_sin + 1):
+            if k > 1:
+                s, c = s * c1 + c * s1, c * c1 - s * s1
+            feats.append(s)
+            derivs.append(k * omega * c)
+    return jnp.stack(feats), jnp.stack(derivs)
 
 
-def convolve_features(lattice, phi, kernel_ft, freqs, weight=None):
+def convolve_features(lattice, phi, kernel_ft, omega, weight=None):
     """(s, tr(W J_s)) of the kernel network for given Fourier kernels ŵ_j(k) (pure function of φ)."""
-    f, df = odd_features(phi, freqs)
+    f, df = odd_features(phi, omega, kernel_ft.shape[0] - 2)
     axes = tuple(range(1, lattice.d + 1))
     s = jnp.real(jnp.fft.ifftn(jnp.sum(kernel_ft * jnp.fft.fftn(f, axes=axes), axis=0), axes=tuple(range(lattice.d))))
     if weight is None:
@@ -67,6 +79,7 @@ class KernelNet(ScoreModel):
     supports_weighted_trace = True
 
     n_sin: int = 4
+    base_frequency: float = 0.75
     width: int = 32
     depth: int = 2
     n_freq: int = 4
@@ -85,9 +98,7 @@ class KernelNet(ScoreModel):
     def setup(self):
         self._orbit_ft = orbit_fourier_matrix(self.lattice)
         n_orbits = self._orbit_ft.shape[0]
-        self.log_freqs = self.param(
-            "log_freqs", lambda key: jnp.log(jnp.linspace(0.5, 3.0, self.n_sin)) if self.n_sin else jnp.zeros(0)
-        )
+        self.log_frequency = self.param("log_frequency", lambda key: jnp.log(jnp.asarray(self.base_frequency)))
         self.kernel_net = TimeMLP(
             self.n_features * n_orbits, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale
         )
@@ -97,14 +108,14 @@ class KernelNet(ScoreModel):
         return self.kernel_net(t).reshape(self.n_features, -1)
 
     def kernel_spectra(self, t):
-        """(ŵ_j(k, t) of shape (n_features,) + lattice.shape, frequencies ω)."""
+        """(ŵ_j(k, t) of shape (n_features,) + lattice.shape, base frequency ω)."""
         w = self.kernel_weights(t)
         kernel_ft = jnp.tensordot(w, jnp.asarray(self._orbit_ft), axes=1)
-        return kernel_ft, jnp.exp(self.log_freqs)
+        return kernel_ft, jnp.exp(self.log_frequency)
 
     def score_and_divergence(self, phi, t, weight=None):
-        kernel_ft, freqs = self.kernel_spectra(t)
-        return convolve_features(self.lattice, phi, kernel_ft, freqs, weight)
+        kernel_ft, omega = self.kernel_spectra(t)
+        return convolve_features(self.lattice, phi, kernel_ft, omega, weight)
 
     def prior_variance(self, T):
         c0 = default_variance0(self.lattice) if self.init_variance0 is None else np.asarray(
