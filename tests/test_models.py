@@ -133,6 +133,7 @@ def test_eft_residual_is_orthogonal_and_couplings_start_at_fit(key):
     f0 = fresh.apply(p0, 1.0, method="couplings")
     c_tau = np.asarray(sch.bridge_variance(1.0, qrg.models.base.default_variance0(lat)))
     c1, c0 = np.polyfit(lat.phat2.ravel(), 1.0 / c_tau.ravel(), 1)
+    # tolerance: the fresh coupling network adds out_scale (1e-3) × O(1) random outputs to the fit
     np.testing.assert_allclose(f0, [c1, -c0, 0.0], atol=1e-2)
     # prior variance = 1/(f_Δ p̂² − f_φ) at T
     np.testing.assert_allclose(fresh.apply(p0, 1.0, method="prior_variance"), 1.0 / (f0[0] * lat.phat2 - f0[1]), rtol=1e-12)
