@@ -220,9 +220,49 @@ def equal_time_ratios(records: list[dict]) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------- the suite
-def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, seed: int = 0,
-              log=print) -> dict:
-    """Run ``suite`` and write ``results.json``, ``results.md`` and the plots into ``out``."""
+def select_problems(suite: Suite, *, d=None, N=None) -> tuple:
+    """The problems of ``suite`` with dimension in ``d`` and size in ``N`` (None = all)."""
+    problems = tuple(p for p in suite.problems
+                     if (d is None or p[0] in tuple(d)) and (N is None or p[1] in tuple(N)))
+    if not problems:
+        raise QRGInputError(f"no problem of suite {suite.name!r} has d in {d} and N in {N} "
+                            f"(its sizes: {sorted({(p[0], p[1]) for p in suite.problems})})")
+    return problems
+
+
+def _load_partial(out: pathlib.Path, suite: Suite, methods: tuple, seed: int) -> tuple[list, set, float]:
+    """Records, finished problem labels and elapsed seconds of an interrupted run in ``out`` (for resume)."""
+    path = out / "results.json"
+    if not path.exists():
+        return [], set(), 0.0
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise QRGInputError(f"cannot resume: {path} is not a readable results file ({err})") from None
+    if old.get("suite") != suite.name or tuple(old.get("methods", methods)) != methods or old.get("seed", seed) != seed:
+        raise QRGInputError(f"cannot resume: {path} holds suite {old.get('suite')!r} with methods "
+                            f"{old.get('methods')} and seed {old.get('seed')}; pass the same --suite, --methods "
+                            f"and --seed, or another --out")
+    done = set(old.get("problems_done", []))
+    records = [r for r in old.get("records", []) if r.get("problem") in done]
+    return records, done, float(old.get("total_wall_time_s", 0.0))
+
+
+def _write_results(out: pathlib.Path, result: dict) -> None:
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=float) + "\n")
+    tmp.replace(out / "results.json")
+
+
+def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, seed: int = 0, d=None, N=None,
+              resume: bool = False, log=print) -> dict:
+    """Run ``suite`` and write ``results.json``, ``results.md`` and the plots into ``out``.
+
+    ``d``, ``N``: run only the problems with these dimensions / sizes (sequences; None = all).
+    ``results.json`` is rewritten after every problem (``complete``: every problem of the suite is
+    done; ``problems_done`` lists them), so a long suite can be interrupted and continued with ``resume=True``
+    (same suite, methods and seed): finished problems are kept, the others are run.
+    """
     if isinstance(suite, str):
         if suite not in SUITES:
             raise QRGInputError(f"suite must be one of {sorted(SUITES)} (got {suite!r})")
@@ -231,14 +271,33 @@ def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, see
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise QRGInputError(f"methods must be among {METHODS} (got {bad})")
+    problems = select_problems(suite, d=d, N=N)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    records = []
+    records, done, elapsed = _load_partial(out, suite, methods, seed) if resume else ([], set(), 0.0)
     t_start = time.perf_counter()
-    for d, N, m2, lam in suite.problems:
-        theory = Phi4.from_params(d=d, N=N, m2=m2, lam=lam)
-        label = problem_label(d, N, m2, lam)
-        base = {"problem": label, "d": d, "N": N, "m2": m2, "lam": lam, "sites": theory.lattice.n_sites}
+
+    def result_dict(complete: bool) -> dict:
+        return {
+            "suite": suite.name,
+            "methods": list(methods),
+            "seed": seed,
+            "complete": complete,
+            "problems_done": sorted(done),
+            "machine": machine_info(),
+            "total_wall_time_s": elapsed + time.perf_counter() - t_start,
+            "records": records,
+            "scaling": fit_scaling(records),
+            "equal_time": equal_time_ratios(records),
+        }
+
+    for d_, N_, m2, lam in problems:
+        label = problem_label(d_, N_, m2, lam)
+        if label in done:
+            log(f"[bench] {label}: done in the previous run (resume), skipped")
+            continue
+        theory = Phi4.from_params(d=d_, N=N_, m2=m2, lam=lam)
+        base = {"problem": label, "d": d_, "N": N_, "m2": m2, "lam": lam, "sites": theory.lattice.n_sites}
         log(f"[bench] {label}")
         reference = None
         problem_records = []
@@ -273,15 +332,10 @@ def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, see
             elif "error" in r:
                 log(f"    {r['method']:16s} FAILED: {r['error']}")
         records.extend(problem_records)
-    result = {
-        "suite": suite.name,
-        "machine": machine_info(),
-        "total_wall_time_s": time.perf_counter() - t_start,
-        "records": records,
-        "scaling": fit_scaling(records),
-        "equal_time": equal_time_ratios(records),
-    }
-    (out / "results.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
+        done.add(label)
+        _write_results(out, result_dict(complete=False))
+    result = result_dict(complete=all(problem_label(*p) in done for p in suite.problems))
+    _write_results(out, result)
     (out / "results.md").write_text(markdown_table(result) + "\n")
     make_plots(result, out)
     return result
@@ -363,7 +417,8 @@ def make_plots(result: dict, out: pathlib.Path) -> None:
         if log:
             ax.set_yscale("log")
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / fname, dpi=110)
         plt.close(fig)
@@ -409,7 +464,8 @@ def make_plots(result: dict, out: pathlib.Path) -> None:
             ax.loglog(*zip(*pts), "o-", label=lab)
     ax.set_xlabel("sites")
     ax.set_ylabel("seconds per iteration")
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "time_per_iter.png", dpi=110)
     plt.close(fig)

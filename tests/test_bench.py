@@ -71,3 +71,27 @@ def test_quick_suite_end_to_end(tmp_path):
             # variational: no method below the DMRG reference beyond 5 standard errors
             ref = [x for x in saved["records"] if x["problem"] == r["problem"] and x["method"] == "reference:dmrg"][0]
             assert r["energy"] > ref["energy"] - 5 * r["energy_err"] - ref["error_estimate"]
+
+
+def test_resume_keeps_finished_problems_and_filters(tmp_path):
+    suite = Suite("tiny2", problems=((1, 2, 1.0, 6.0), (1, 3, 1.0, 6.0), (1, 3, 1.0, 0.0)), qrg={},
+                  netket_gaussian={}, netket_neural={}, dmrg={})
+    calls = []
+    run_suite(suite, out=tmp_path, methods=("reference",), N=(2,), log=calls.append)
+    first = json.loads((tmp_path / "results.json").read_text())
+    assert not first["complete"] and first["problems_done"] == ["chain N=2 (m²=1, λ=6)"]
+    e_first = first["records"][0]["energy"]
+    # resume with every size: N=2 is not rerun, the two N=3 problems are
+    calls.clear()
+    res = run_suite(suite, out=tmp_path, methods=("reference",), resume=True, log=calls.append)
+    assert any("skipped" in c for c in calls) and res["complete"]
+    assert [r["problem"] for r in res["records"]] == [
+        "chain N=2 (m²=1, λ=6)", "chain N=3 (m²=1, λ=6)", "chain N=3 (m²=1, λ=0)"]
+    assert res["records"][0]["energy"] == e_first
+    assert (tmp_path / "results.md").exists()
+    # a resume with another method list is refused, naming what differs
+    with pytest.raises(QRGInputError, match="cannot resume"):
+        run_suite(suite, out=tmp_path, methods=("reference", "qrg"), resume=True, log=calls.append)
+    with pytest.raises(QRGInputError, match="no problem"):
+        run_suite(suite, out=tmp_path, methods=("reference",), N=(64,))
+    assert main(["bench", "--suite", "quick", "--N", "8,x", "--out", str(tmp_path)]) == 2

@@ -18,6 +18,10 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", default=",".join(METHODS),
                    help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the stochastic methods")
+    p.add_argument("--d", default=None, help="only problems of these dimensions, comma-separated (e.g. 1)")
+    p.add_argument("--N", default=None, help="only problems of these sizes, comma-separated (e.g. 8,16)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run in --out (finished problems are kept, not rerun)")
     p.set_defaults(run=run)
 
 
@@ -27,6 +31,20 @@ def run(args) -> int:
     methods = tuple(m.strip() for m in str(args.methods).split(",") if m.strip())
     if not methods:
         raise QRGInputError("--methods must name at least one method")
-    result = run_suite(args.suite, out=args.out, methods=methods, seed=args.seed)
-    print(f"wrote {args.out}/results.json, results.md and plots ({result['total_wall_time_s']:.0f} s)")
+    result = run_suite(args.suite, out=args.out, methods=methods, seed=args.seed, d=_int_list("--d", args.d),
+                       N=_int_list("--N", args.N), resume=args.resume)
+    status = "" if result["complete"] else " (suite not complete: rerun with --resume and the other sizes)"
+    print(f"wrote {args.out}/results.json, results.md and plots ({result['total_wall_time_s']:.0f} s){status}")
     return 0
+
+
+def _int_list(flag: str, text):
+    if text is None:
+        return None
+    try:
+        values = tuple(int(x) for x in str(text).split(",") if x.strip())
+    except ValueError:
+        raise QRGInputError(f"{flag} must be comma-separated integers (got {text!r})") from None
+    if not values or min(values) < 1:
+        raise QRGInputError(f"{flag} must be comma-separated positive integers (got {text!r})")
+    return values
