@@ -33,6 +33,7 @@ ADJOINTS = ("recursive", "backsolve", "direct")
 OPTIMIZERS = ("adam", "sgd")
 LAPLACIANS = ("auto", "exact", "hutchinson", "none")
 INITS = ("hartree", "default")
+CONTROL_VARIATES = ("stein", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +48,10 @@ class SolveConfig:
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
-    with ``rg_batch`` samples.
+    with ``rg_batch`` samples; ``control_variates`` "stein" subtracts the zero-mean Stein features of
+    :func:`qrg.energy.stein_features` from the training energies (unbiased, ~10³× smaller gradient
+    variance), with coefficients fitted on an exponential moving average (decay ``cv_decay``) of
+    the previous steps' batches; "none" trains on the plain integrated-by-parts energies.
     Evaluation: ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
     more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes.
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
@@ -81,6 +85,8 @@ class SolveConfig:
     grad_clip: float = 0.0
     beta_rg: float = 0.0
     rg_batch: int = 64
+    control_variates: str = "stein"
+    cv_decay: float = 0.9
     # evaluation
     eval_batch: int = 4096
     eval_n_steps: int = 32
@@ -107,6 +113,8 @@ class SolveConfig:
         for name in ("M", "beta_rg", "grad_clip"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if not 0 <= self.cv_decay < 1:
+            raise QRGInputError(f"cv_decay must be in [0, 1) (got {self.cv_decay})")
         if not 0 < self.lr_final <= 1:
             raise QRGInputError(f"lr_final (final / initial learning rate) must be in (0, 1] (got {self.lr_final})")
         if self.lam < 0:
@@ -115,7 +123,7 @@ class SolveConfig:
             raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
         for name, allowed in (("model", MODELS), ("scheme", SCHEMES), ("solver", SOLVERS),
                               ("adjoint", ADJOINTS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS),
-                              ("init", INITS)):
+                              ("init", INITS), ("control_variates", CONTROL_VARIATES)):
             if getattr(self, name) not in allowed:
                 raise QRGInputError(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
         if self.solver in ("euler", "rk4") and self.n_steps == 0:

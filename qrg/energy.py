@@ -17,7 +17,25 @@ H = Σ_n [−1/(2a^d) ∂²/∂φ_n²] + V(φ) two unbiased estimators of <H> un
   (Σ_i e_iᵀ H e_i, one Hessian–vector product per site: small lattices) or by the
   Hutchinson estimate E_v[vᵀ H v] with Rademacher v (large lattices; unbiased, adds variance).
 
-Both use second directional derivatives vᵀHv computed forward-over-forward (jvp of jvp) of
+* the zero-variance control-variate estimator (first derivatives only, like e_ibp, but with a
+  variance of the order of Var(E_loc)): Stein's identity E_p[g·∇f + Δf] = 0 holds for every smooth
+  f of moderate growth, with g the score of p itself, so every
+
+      h_f(φ) = g·∇f + Δf
+
+  has mean zero under p, for any θ, and  e_cv = e_ibp − Σ_j c_j h_j  is unbiased for any fixed
+  coefficients c (Assaraf & Caffarel's zero-variance principle). ``stein_features`` gives the
+  translation-invariant family f_s = ½ φᵀ P_s φ (P_s: projector on the Fourier modes with one value
+  of p̂², one feature per such shell) and f_4 = ¼ Σ_n φ(n)⁴:
+
+      h_s = g·P_s φ + tr P_s,         h_4 = Σ_n [g(n) φ(n)³ + 3 φ(n)²].
+
+  The quadratic ones cancel the O(N^d) Gaussian fluctuations of |g|²/(8a^d) + V (for a Gaussian p
+  with precision P, c_s = (P_s²/(8a^d) + a^d(p̂²+m²)/2)/P_s removes them exactly), the quartic one
+  most of the rest. ``control_variate_energy`` fits c by least squares with two-fold cross-fitting
+  (coefficients from one half applied to the other), so the estimate stays unbiased.
+
+Both Laplacian methods use second directional derivatives vᵀHv computed forward-over-forward (jvp of jvp) of
 a *batched* log-density ``log_prob(φ_batch) -> (n,)``: samples are independent, so a tangent
 that is the same one-hot vector e_i in every sample gives every sample's H_ii at once.
 """
@@ -56,6 +74,62 @@ def local_energy(theory, phi, score, laplacian_log_prob):
     lat = theory.lattice
     g2 = jnp.sum(score**2, axis=lat.axes)
     return -(0.5 * laplacian_log_prob + 0.25 * g2) / (2.0 * lat.volume_element) + theory.potential(phi)
+
+
+# ---------------------------------------------------------------------------- Stein control variates
+def momentum_shells(lattice) -> np.ndarray:
+    """Indicator masks (S,) + lattice.shape of the Fourier modes with equal p̂² (one per shell)."""
+    p2 = np.round(np.asarray(lattice.phat2), 10)
+    return np.stack([(p2 == v) for v in np.unique(p2)]).astype(float)
+
+
+def stein_features(lattice, phi, score, *, quartic: bool = True):
+    """Zero-mean Stein features h_j(φ) = g·∇f_j + Δf_j of a batch, shape (n, S [+1]).
+
+    f_s = ½ φᵀ P_s φ for every momentum shell s (``momentum_shells``) and, if ``quartic``,
+    f_4 = ¼ Σ φ⁴; ``score`` must be g = ∇ log p of the distribution ``phi`` is drawn from, then
+    E_p[h_j] = 0 exactly. Cost: two FFTs per sample.
+    """
+    masks = jnp.asarray(momentum_shells(lattice))
+    sum_axes = tuple(range(1, masks.ndim))
+    cross = jnp.real(jnp.conj(lattice.fft(score)) * lattice.fft(phi)) / lattice.n_sites  # Σ_k = g·φ
+    quad = jnp.einsum("b...,s...->bs", cross, masks) + jnp.sum(masks, axis=sum_axes)[None]
+    if not quartic:
+        return quad
+    quart = jnp.sum(score * phi**3, axis=lattice.axes) + 3.0 * jnp.sum(phi**2, axis=lattice.axes)
+    return jnp.concatenate([quad, quart[:, None]], axis=1)
+
+
+def fit_control_variates(values, features, ridge: float = 1e-10):
+    """Least-squares c of values ≈ c_0 + features @ c (features centred; a tiny relative ridge)."""
+    y = np.asarray(values, dtype=float)
+    H = np.asarray(features, dtype=float)
+    Hc = H - H.mean(axis=0)
+    A = Hc.T @ Hc
+    A = A + ridge * np.trace(A) / max(1, A.shape[0]) * np.eye(A.shape[0])
+    return np.linalg.solve(A, Hc.T @ (y - y.mean()))
+
+
+def control_variate_energy(values, features, *, folds: int = 2) -> Stats:
+    """Unbiased zero-variance estimate of E[values] with Stein features (cross-fitted).
+
+    The samples are split into ``folds`` parts; each part's residuals values − features @ c use
+    coefficients c fitted on the other parts only, so E[residual] = E[values] exactly (the
+    features have mean zero). Returns the statistics of the pooled residuals (independent samples).
+    """
+    y = np.asarray(values, dtype=float)
+    H = np.asarray(features, dtype=float)
+    n = y.shape[0]
+    if n < folds * (H.shape[1] + 2):
+        raise QRGInputError(f"the control-variate estimate needs at least {folds * (H.shape[1] + 2)} samples "
+                            f"for {H.shape[1]} features (got {n})")
+    parts = np.array_split(np.arange(n), folds)
+    resid = np.empty(n)
+    for i, idx in enumerate(parts):
+        rest = np.concatenate([q for j, q in enumerate(parts) if j != i])
+        c = fit_control_variates(y[rest], H[rest])
+        resid[idx] = y[idx] - H[idx] @ c
+    return _finite_stats(resid, "the control-variate energy")
 
 
 # ---------------------------------------------------------------------------- Laplacian of log p
@@ -110,7 +184,9 @@ def resolve_laplacian_method(method: str, lattice) -> str:
 class EnergyStats:
     """Energy and field observables of a wavefunction from independent samples.
 
-    ``energy``: the integrated-by-parts estimator (mean ± err); ``local_energy``: E_loc
+    ``energy``: the integrated-by-parts estimator (mean ± err); ``cv_energy``: the same with the
+    cross-fitted Stein control variates (``control_variate_energy``; None if too few samples);
+    ``local_energy``: E_loc
     statistics (None if no Laplacian was computed, or if it was not finite: ``laplacian`` says so) — its ``variance`` is Var(E_loc), the
     zero-variance quality diagnostic; ``phi2`` = <φ(n)²> (site average), ``abs_m`` = <|M|>
     with M = N^-d Σ_n φ(n) the mean field.
@@ -122,6 +198,7 @@ class EnergyStats:
     abs_m: Stats
     n_sites: int
     laplacian: str = "none"
+    cv_energy: Stats | None = None
 
     @property
     def energy_per_site(self) -> float:
@@ -150,10 +227,15 @@ class EnergyStats:
         if self.local_energy is not None:
             out["energy_local"] = self.local_energy.mean
             out["energy_local_err"] = self.local_energy.err
+        if self.cv_energy is not None:
+            out["energy_cv"] = self.cv_energy.mean
+            out["energy_cv_err"] = self.cv_energy.err
         return out
 
     def __str__(self) -> str:
         s = f"E = {format_value_error(self.energy.mean, self.energy.err)}"
+        if self.cv_energy is not None:
+            s += f", E_cv = {format_value_error(self.cv_energy.mean, self.cv_energy.err)}"
         if self.local_energy is not None:
             s += (f", E_loc = {format_value_error(self.local_energy.mean, self.local_energy.err)}, "
                   f"Var(E_loc) = {self.local_energy.variance:.3g}")
@@ -169,7 +251,8 @@ def _finite_stats(x, name: str) -> Stats:
 
 
 def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto", key=None,
-                    n_probes: int = 4, chunk_size: int = 256, laplacian_values=None) -> EnergyStats:
+                    n_probes: int = 4, chunk_size: int = 256, laplacian_values=None,
+                    control_variates: bool = True) -> EnergyStats:
     """Energy statistics of the samples ``phi`` (shape (n,) + lattice.shape, independent draws
     of p) with their scores ``g = ∇ log p(phi)``.
 
@@ -179,6 +262,8 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
     (ibp estimator only). Evaluated in chunks of ``chunk_size`` samples.
     ``laplacian_values``: precomputed Δ log p of the first m ≤ n samples (then ``log_prob`` is not
     needed, ``laplacian`` only labels the method, and E_loc uses those m samples).
+    ``control_variates``: also the cross-fitted Stein control-variate estimate (``cv_energy``), when
+    there are at least 2 (features + 2) samples.
     """
     lat = theory.lattice
     lat.check_field(phi)
@@ -228,6 +313,12 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
         else:  # a failed Laplacian must not poison the (finite) ibp estimate: report it instead
             method = f"{method} (failed: {int(np.sum(~np.isfinite(e_loc)))} non-finite E_loc values)"
 
+    cv_stats = None
+    if control_variates:
+        features = np.asarray(stein_features(lat, phi, score))
+        if phi.shape[0] >= 2 * (features.shape[1] + 2) and np.all(np.isfinite(features)):
+            cv_stats = control_variate_energy(e_ibp, features)
+
     return EnergyStats(
         energy=_finite_stats(e_ibp, "the energy"),
         local_energy=e_loc_stats,
@@ -235,6 +326,7 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
         abs_m=_finite_stats(abs_m, "|M|"),
         n_sites=lat.n_sites,
         laplacian=method,
+        cv_energy=cv_stats,
     )
 
 

@@ -44,8 +44,8 @@ import optax
 from ._validation import QRGInputError
 from .checkpoint import atomic_write_text, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import SolveConfig
-from .energy import (EnergyStats, estimate_energy, ibp_energy, laplacian_exact, laplacian_hutchinson,
-                     resolve_laplacian_method)
+from .energy import (EnergyStats, estimate_energy, fit_control_variates, ibp_energy, laplacian_exact,
+                     laplacian_hutchinson, resolve_laplacian_method, stein_features)
 from .stats import Stats, format_value_error
 
 #: consecutive non-finite steps after which the run stops (keeping the last good state)
@@ -54,7 +54,7 @@ MAX_CONSECUTIVE_FAILURES = 20
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 _RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
                 "adjoint", "batch", "seed", "optimizer", "lr", "lr_final", "warmup", "grad_clip", "beta_rg",
-                "rg_batch", "init")
+                "rg_batch", "init", "control_variates", "cv_decay")
 
 
 # ---------------------------------------------------------------------------- building blocks
@@ -109,16 +109,28 @@ def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
     return jnp.mean(jax.vmap(one)(phi0, t, keys))
 
 
-def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 0.0, rg_batch: int = 64):
-    """The training loss and its diagnostics for one batch: (loss, (energy, energy_err, rg_loss)).
+def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 0.0, rg_batch: int = 64,
+                     cv_coef=None):
+    """The training loss and its diagnostics for one batch: (loss, (energy, energy_err, rg_loss, moments)).
 
-    loss = mean_b e_ibp(φ_0^b) + β L_RG with φ_0^b, g^b from one backward solve of ``flow``
-    (reparameterised in the prior noise drawn from ``key``), e_ibp = |g|²/(8a^d) + V; its
-    ``jax.grad`` in ``params`` is the reparameterisation gradient of the variational energy.
+    loss = mean_b e(φ_0^b) + β L_RG with φ_0^b, g^b from one backward solve of ``flow``
+    (reparameterised in the prior noise drawn from ``key``) and e = e_ibp = |g|²/(8a^d) + V, or,
+    with ``cv_coef`` c (constants), e = e_ibp − Σ_j c_j h_j with the Stein features h_j of
+    :func:`qrg.energy.stein_features` (zero mean under p_θ for every θ, so the mean and its
+    gradient are unchanged while the variance drops by orders of magnitude). Its ``jax.grad`` in
+    ``params`` is the reparameterisation gradient of the variational energy. ``moments``
+    (stop-gradient; None without ``cv_coef``) are the batch sums (n, Σh, Σhhᵀ, Σe_ibp, Σ e_ibp h)
+    from which the coefficients of later steps are fitted.
     """
     k_sample, k_rg = jax.random.split(key)
     phi, _, g = flow.sample(params, k_sample, batch)
     e = ibp_energy(theory, phi, g)
+    moments = None
+    if cv_coef is not None:
+        h = stein_features(theory.lattice, phi, g)
+        hs, es = jax.lax.stop_gradient(h), jax.lax.stop_gradient(e)
+        moments = (jnp.asarray(batch, dtype=e.dtype), jnp.sum(hs, axis=0), hs.T @ hs, jnp.sum(es), hs.T @ es)
+        e = e - h @ cv_coef
     energy = jnp.mean(e)
     err = jnp.std(e, ddof=1) / jnp.sqrt(batch) if batch > 1 else jnp.zeros(())
     loss = energy
@@ -127,7 +139,44 @@ def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 
         m = min(rg_batch, batch)
         rg = rg_consistency_loss(flow, params, jax.lax.stop_gradient(phi[:m]), k_rg)
         loss = loss + beta_rg * rg
-    return loss, (energy, err, rg)
+    return loss, (energy, err, rg, moments)
+
+
+class ControlVariateFit:
+    """Coefficients of the Stein control variates from an exponential moving average of batch moments.
+
+    ``update(moments)`` adds one batch's sums (n, Σh, Σhhᵀ, Σe, Σeh) with weight 1 after scaling
+    the old ones by ``decay``; ``coef`` is the least-squares c of e ≈ c_0 + h·c on the averaged
+    moments (zeros until there are more samples than features). The coefficients used at a step
+    come only from earlier batches, so the training estimate stays exactly unbiased.
+    """
+
+    def __init__(self, n_features: int, decay: float, state: dict | None = None):
+        self.decay = float(decay)
+        if state is None:
+            f = int(n_features)
+            state = {"n": 0.0, "h": np.zeros(f), "hh": np.zeros((f, f)), "e": 0.0, "eh": np.zeros(f)}
+        self.state = {k: np.asarray(v, dtype=float) for k, v in state.items()}
+
+    def update(self, moments) -> None:
+        for name, value in zip(("n", "h", "hh", "e", "eh"), moments):
+            self.state[name] = self.decay * self.state[name] + np.asarray(value, dtype=float)
+
+    @property
+    def coef(self) -> np.ndarray:
+        st = self.state
+        n, f = float(st["n"]), st["h"].shape[0]
+        if n < f + 2:
+            return np.zeros(f)
+        mh, me = st["h"] / n, float(st["e"]) / n
+        cov = st["hh"] / n - np.outer(mh, mh)
+        cross = st["eh"] / n - mh * me
+        cov = cov + 1e-10 * np.trace(cov) / f * np.eye(f)
+        try:
+            c = np.linalg.solve(cov, cross)
+        except np.linalg.LinAlgError:
+            return np.zeros(f)
+        return c if np.all(np.isfinite(c)) else np.zeros(f)
 
 
 def count_params(params) -> int:
@@ -161,10 +210,11 @@ def _optimizer(name, lr, lr_final, warmup, steps, grad_clip):
 
 
 @functools.partial(jax.jit, static_argnames=("flow", "theory", "tx", "batch", "beta_rg", "rg_batch"))
-def _train_step(params, opt_state, key, lr_scale, poison, *, flow, theory, tx, batch, beta_rg, rg_batch):
+def _train_step(params, opt_state, key, lr_scale, poison, cv_coef, *, flow, theory, tx, batch, beta_rg, rg_batch):
     """One optimiser step; returns the new state and (loss, aux, |grad|, finite) — not yet accepted."""
     (loss, aux), grads = jax.value_and_grad(
-        lambda p: energy_objective(flow, theory, p, key, batch, beta_rg=beta_rg, rg_batch=rg_batch),
+        lambda p: energy_objective(flow, theory, p, key, batch, beta_rg=beta_rg, rg_batch=rg_batch,
+                                   cv_coef=cv_coef),
         has_aux=True)(params)
     loss = jnp.where(poison, jnp.nan, loss)
     grads = jax.tree_util.tree_map(lambda g: jnp.where(poison, jnp.nan, g), grads)
@@ -205,9 +255,9 @@ def build_flow(theory, cfg: SolveConfig, model=None, *, n_steps: int | None = No
 class SolveResult:
     """Outcome of :func:`solve`: the final evaluation, the optimisation history and the trained flow.
 
-    ``energy`` is the reported estimate: of the two unbiased estimators (integrated by parts and
-    the local energy) the one with the smaller error bar on the final evaluation batch
-    (``estimator`` says which); ``stats`` holds both. ``variance`` = Var(E_loc).
+    ``energy`` is the reported estimate: of the unbiased estimators (integrated by parts, the same
+    with cross-fitted Stein control variates, and the local energy) the one with the smallest error
+    bar on the final evaluation batch (``estimator`` says which); ``stats`` holds all of them. ``variance`` = Var(E_loc).
     """
 
     theory: object
@@ -225,16 +275,23 @@ class SolveResult:
     reference: float | None
 
     # ---------------------------------------------------------------- estimates
+    def _estimates(self) -> dict:
+        out = {"ibp": self.stats.energy}
+        if self.stats.cv_energy is not None:
+            out["cv"] = self.stats.cv_energy
+        if self.stats.local_energy is not None:
+            out["local"] = self.stats.local_energy
+        return out
+
     @property
     def estimator(self) -> str:
-        loc = self.stats.local_energy
-        if loc is not None and loc.err <= self.stats.energy.err:
-            return "local"
-        return "ibp"
+        """The estimator with the smallest error bar: "ibp", "cv" (Stein control variates) or "local"."""
+        est = self._estimates()
+        return min(est, key=lambda k: est[k].err)
 
     @property
     def energy(self) -> Stats:
-        return self.stats.local_energy if self.estimator == "local" else self.stats.energy
+        return self._estimates()[self.estimator]
 
     @property
     def variance(self) -> float:
@@ -271,6 +328,8 @@ class SolveResult:
             "energy_ibp": self.stats.energy.mean,
             "energy_ibp_err": self.stats.energy.err,
             "energy_ibp_variance": self.stats.energy.variance,
+            "energy_cv": None if self.stats.cv_energy is None else self.stats.cv_energy.mean,
+            "energy_cv_err": None if self.stats.cv_energy is None else self.stats.cv_energy.err,
             "energy_local": None if self.stats.local_energy is None else self.stats.local_energy.mean,
             "energy_local_err": None if self.stats.local_energy is None else self.stats.local_energy.err,
             "laplacian": self.stats.laplacian,
@@ -292,12 +351,12 @@ class SolveResult:
         return out
 
     def history_csv(self) -> str:
-        cols = ("step", "energy", "energy_err", "loss", "rg_loss", "grad_norm", "lr", "time")
+        cols = ("step", "energy", "energy_err", "energy_ibp", "loss", "rg_loss", "grad_norm", "lr", "time")
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(cols)
         for row in self.history:
-            w.writerow([row[c] for c in cols])
+            w.writerow([row.get(c) for c in cols])
         return buf.getvalue()
 
     def plot_energy(self, path) -> None:
@@ -312,7 +371,9 @@ class SolveResult:
         err = np.array([r["energy_err"] for r in self.history])
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         if steps.size:
-            ax.plot(steps, e, lw=1.0, label="training batch (ibp estimator)")
+            label = "training batch" + (" (Stein control variates)" if self.config.control_variates == "stein"
+                                        else " (ibp estimator)")
+            ax.plot(steps, e, lw=1.0, label=label)
             ax.fill_between(steps, e - err, e + err, alpha=0.3, lw=0)
             window = max(1, len(e) // 25)
             if window > 1:
@@ -409,8 +470,11 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     key_init, key_train, key_eval = jax.random.split(root, 3)
     lat = theory.lattice
 
-    def train_step(params, opt_state, key, lr_scale, poison):
-        return _train_step(params, opt_state, key, lr_scale, poison, flow=flow, theory=theory, tx=tx,
+    use_cv = cfg.control_variates == "stein"
+    n_features = int(stein_features(lat, jnp.zeros((1,) + lat.shape), jnp.zeros((1,) + lat.shape)).shape[1])
+
+    def train_step(params, opt_state, key, lr_scale, poison, cv_coef):
+        return _train_step(params, opt_state, key, lr_scale, poison, cv_coef, flow=flow, theory=theory, tx=tx,
                            batch=cfg.batch, beta_rg=cfg.beta_rg, rg_batch=cfg.rg_batch)
 
     # ------------------------------------------------------------ initial or resumed state
@@ -428,6 +492,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         history, events = list(ck["history"]), list(ck["events"])
         failures, train_time = int(ck["failures"]), float(ck["train_time_s"])
         status = ck.get("status", "running")
+        cv_fit = ControlVariateFit(n_features, cfg.cv_decay, ck.get("cv_state")) if use_cv else None
         if status == "completed":  # resumed with more steps: continue the same run
             status = "running"
         if not np.array_equal(np.asarray(ck["key"]), np.asarray(root)):  # pragma: no cover - seed is checked
@@ -438,6 +503,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         good = (params, opt_state, 0)
         start, lr_scale, n_updates, history, events, failures, train_time = 0, 1.0, 0, [], [], 0, 0.0
         status = "running"
+        cv_fit = ControlVariateFit(n_features, cfg.cv_decay) if use_cv else None
 
     def checkpoint(step):
         if out is None:
@@ -447,6 +513,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
             "good_opt_state": good[1], "good_n_updates": good[2], "key": root, "lr_scale": lr_scale, "n_updates": n_updates,
             "history": history, "events": events, "failures": failures, "train_time_s": train_time,
             "status": status, "config": cfg.to_dict(),
+            "cv_state": None if cv_fit is None else cv_fit.state,
         })
 
     bar = None
@@ -462,16 +529,21 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
             if status != "running":
                 break
             t0 = time.perf_counter()
+            cv_coef = None if cv_fit is None else jnp.asarray(cv_fit.coef)
             new_params, new_opt_state, loss, aux, gnorm, finite = train_step(
-                params, opt_state, jax.random.fold_in(key_train, step), lr_scale, step in poison_steps)
+                params, opt_state, jax.random.fold_in(key_train, step), lr_scale, step in poison_steps, cv_coef)
             finite = bool(finite)
             if finite:
                 good = (params, opt_state, n_updates)  # the state just evaluated without trouble
                 params, opt_state = new_params, new_opt_state
                 failures = 0
-                energy, err, rg = (float(x) for x in aux)
+                energy, err, rg = (float(x) for x in aux[:3])
                 record = {"step": step, "energy": energy, "energy_err": err, "loss": float(loss), "rg_loss": rg,
                           "grad_norm": float(gnorm), "lr": float(schedule(n_updates)) * lr_scale}
+                if cv_fit is not None:
+                    moments = aux[3]
+                    record["energy_ibp"] = float(moments[3]) / float(moments[0])
+                    cv_fit.update(moments)
                 n_updates += 1
             else:
                 params, opt_state, n_updates = good

@@ -14,7 +14,7 @@ import pathlib
 import sys
 
 from .._validation import QRGInputError
-from ..config import ADJOINTS, LAPLACIANS, MODELS, OPTIMIZERS, SCHEMES, SOLVERS, SolveConfig
+from ..config import ADJOINTS, CONTROL_VARIATES, LAPLACIANS, MODELS, OPTIMIZERS, SCHEMES, SOLVERS, SolveConfig
 from . import add_theory_args
 
 # flag -> config field (beyond --d --N --a --m2 --lam)
@@ -34,6 +34,8 @@ _FLAGS = {
     "lr": dict(type=float, help="peak learning rate"),
     "lr_final": dict(type=float, help="final / peak learning rate of the cosine schedule"),
     "beta_rg": dict(type=float, help="weight of the RG-consistency term (default 0)"),
+    "control_variates": dict(choices=CONTROL_VARIATES,
+                             help="zero-mean Stein control variates in the training energy (default stein)"),
     "eval_batch": dict(type=int, help="samples of the final evaluation"),
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
     "laplacian": dict(choices=LAPLACIANS, help="Δ log p for E_loc: exact / hutchinson / auto"),

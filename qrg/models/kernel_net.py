@@ -98,7 +98,7 @@ class KernelNet(ScoreModel):
     def setup(self):
         self._orbit_ft = orbit_fourier_matrix(self.lattice)
         n_orbits = self._orbit_ft.shape[0]
-        self.log_frequency = self.param("log_frequency", lambda key: jnp.log(jnp.asarray(self.base_frequency)))
+        self.log_frequency = self.param("log_frequency", lambda key: jnp.log(jnp.asarray(self.base_frequency, dtype=float)))
         self.kernel_net = TimeMLP(
             self.n_features * n_orbits, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale
         )
