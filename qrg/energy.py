@@ -26,13 +26,13 @@ H = Σ_n [−1/(2a^d) ∂²/∂φ_n²] + V(φ) two unbiased estimators of <H> un
   has mean zero under p, for any θ, and  e_cv = e_ibp − Σ_j c_j h_j  is unbiased for any fixed
   coefficients c (Assaraf & Caffarel's zero-variance principle). ``stein_features`` gives the
   translation-invariant family f_s = ½ φᵀ P_s φ (P_s: projector on the Fourier modes with one value
-  of p̂², one feature per such shell) and f_4 = ¼ Σ_n φ(n)⁴:
+  of p̂², one feature per such shell), f = ¼ Σ_n φ(n)⁴, ⅙ Σ φ⁶ and near-neighbour quartic terms:
 
-      h_s = g·P_s φ + tr P_s,         h_4 = Σ_n [g(n) φ(n)³ + 3 φ(n)²].
+      h_s = g·P_s φ + tr P_s,         h_4 = Σ_n [g(n) φ(n)³ + 3 φ(n)²],   ...
 
   The quadratic ones cancel the O(N^d) Gaussian fluctuations of |g|²/(8a^d) + V (for a Gaussian p
-  with precision P, c_s = (P_s²/(8a^d) + a^d(p̂²+m²)/2)/P_s removes them exactly), the quartic one
-  most of the rest. ``control_variate_energy`` fits c by least squares with two-fold cross-fitting
+  with precision P, c_s = (P_s²/(8a^d) + a^d(p̂²+m²)/2)/P_s removes them exactly), the others
+  most of the rest (f = ½ log p would turn e_ibp into E_loc exactly). ``control_variate_energy`` fits c by least squares with two-fold cross-fitting
   (coefficients from one half applied to the other), so the estimate stays unbiased.
 
 Both Laplacian methods use second directional derivatives vᵀHv computed forward-over-forward (jvp of jvp) of
@@ -83,31 +83,71 @@ def momentum_shells(lattice) -> np.ndarray:
     return np.stack([(p2 == v) for v in np.unique(p2)]).astype(float)
 
 
-def stein_features(lattice, phi, score, *, quartic: bool = True):
-    """Zero-mean Stein features h_j(φ) = g·∇f_j + Δf_j of a batch, shape (n, S [+1]).
+def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int = 3):
+    """Zero-mean Stein features h_j(φ) = g·∇f_j + Δf_j of a batch, shape (n, n_features).
 
-    f_s = ½ φᵀ P_s φ for every momentum shell s (``momentum_shells``) and, if ``quartic``,
-    f_4 = ¼ Σ φ⁴; ``score`` must be g = ∇ log p of the distribution ``phi`` is drawn from, then
-    E_p[h_j] = 0 exactly. Cost: two FFTs per sample.
+    ``score`` must be g = ∇ log p of the distribution ``phi`` is drawn from; then E_p[h_j] = 0
+    exactly. The functions f_j (all translation and reflection invariant):
+
+    * f_s = ½ φᵀ P_s φ for every momentum shell s (``momentum_shells``): h_s = g·P_sφ + tr P_s;
+    * if ``quartic``: f = ¼ Σ φ⁴ (h = Σ g φ³ + 3 Σ φ²), f = ⅙ Σ φ⁶ (h = Σ g φ⁵ + 5 Σ φ⁴), and for
+      r = 1 … min(``neighbours``, N // 2), summed over the d axes with unit vector e:
+      f = Σ_n φ(n)² φ(n+re)²  (∇f = 2φ [φ(·+re)² + φ(·−re)²], Δf = 4 Σ φ²) and
+      f = Σ_n [φ(n)³ φ(n+re) + φ(n) φ(n+re)³]  (∇f = 3φ²[φ(·+re) + φ(·−re)] + φ(·+re)³ + φ(·−re)³,
+      Δf = 12 Σ φ(n) φ(n+re)).
+
+    The span contains the leading terms of log p of a φ⁴ ground state (Gaussian part, local and
+    near-neighbour quartic terms), and with f = ½ log p the corrected estimator would be E_loc
+    itself: measured on the trained N = 32 chain the variance of e_ibp − Σ c h is below Var(E_loc).
+    Cost: two FFTs and a few shifts per sample.
     """
     masks = jnp.asarray(momentum_shells(lattice))
     sum_axes = tuple(range(1, masks.ndim))
+    ax = lattice.axes
     cross = jnp.real(jnp.conj(lattice.fft(score)) * lattice.fft(phi)) / lattice.n_sites  # Σ_k = g·φ
     quad = jnp.einsum("b...,s...->bs", cross, masks) + jnp.sum(masks, axis=sum_axes)[None]
     if not quartic:
         return quad
-    quart = jnp.sum(score * phi**3, axis=lattice.axes) + 3.0 * jnp.sum(phi**2, axis=lattice.axes)
-    return jnp.concatenate([quad, quart[:, None]], axis=1)
+    total = lambda x: jnp.sum(x, axis=ax)  # noqa: E731
+    feats = [total(score * phi**3) + 3.0 * total(phi**2), total(score * phi**5) + 5.0 * total(phi**4)]
+    for r in range(1, min(int(neighbours), lattice.N // 2) + 1):
+        pair_sq = jnp.zeros(phi.shape[:1], phi.dtype)
+        pair_odd = jnp.zeros(phi.shape[:1], phi.dtype)
+        for axis in ax:
+            up, dn = jnp.roll(phi, -r, axis), jnp.roll(phi, r, axis)
+            pair_sq = pair_sq + total(score * 2.0 * phi * (up**2 + dn**2)) + 4.0 * total(phi**2)
+            pair_odd = (pair_odd + total(score * (3.0 * phi**2 * (up + dn) + up**3 + dn**3))
+                        + 12.0 * total(phi * up))
+        feats += [pair_sq, pair_odd]
+    return jnp.concatenate([quad, jnp.stack(feats, axis=1)], axis=1)
 
 
 def fit_control_variates(values, features, ridge: float = 1e-10):
-    """Least-squares c of values ≈ c_0 + features @ c (features centred; a tiny relative ridge)."""
+    """Least-squares c of values ≈ c_0 + features @ c (see :func:`solve_control_variates`)."""
     y = np.asarray(values, dtype=float)
     H = np.asarray(features, dtype=float)
     Hc = H - H.mean(axis=0)
-    A = Hc.T @ Hc
-    A = A + ridge * np.trace(A) / max(1, A.shape[0]) * np.eye(A.shape[0])
-    return np.linalg.solve(A, Hc.T @ (y - y.mean()))
+    return solve_control_variates(Hc.T @ Hc, Hc.T @ (y - y.mean()), ridge)
+
+
+def solve_control_variates(cov, cross, ridge: float = 1e-10):
+    """c = cov^-1 cross for the feature covariance ``cov`` and feature–value covariance ``cross``.
+
+    Solved in standardised features (each scaled by its standard deviation) with a ridge
+    ``ridge`` · 1, so that the regularisation does not depend on the features' scales; features
+    with zero variance get c = 0.
+    """
+    cov = np.asarray(cov, dtype=float)
+    cross = np.asarray(cross, dtype=float)
+    sd = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    live = sd > 0
+    c = np.zeros(cov.shape[0])
+    if not np.any(live):
+        return c
+    s = sd[live]
+    corr = cov[np.ix_(live, live)] / np.outer(s, s)
+    c[live] = np.linalg.solve(corr + ridge * np.eye(corr.shape[0]), cross[live] / s) / s
+    return c
 
 
 def control_variate_energy(values, features, *, folds: int = 2) -> Stats:

@@ -44,7 +44,7 @@ import optax
 from ._validation import QRGInputError
 from .checkpoint import atomic_write_text, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import SolveConfig
-from .energy import (EnergyStats, estimate_energy, fit_control_variates, ibp_energy, laplacian_exact,
+from .energy import (EnergyStats, estimate_energy, ibp_energy, solve_control_variates, laplacian_exact,
                      laplacian_hutchinson, resolve_laplacian_method, stein_features)
 from .stats import Stats, format_value_error
 
@@ -171,9 +171,8 @@ class ControlVariateFit:
         mh, me = st["h"] / n, float(st["e"]) / n
         cov = st["hh"] / n - np.outer(mh, mh)
         cross = st["eh"] / n - mh * me
-        cov = cov + 1e-10 * np.trace(cov) / f * np.eye(f)
         try:
-            c = np.linalg.solve(cov, cross)
+            c = solve_control_variates(cov, cross)
         except np.linalg.LinAlgError:
             return np.zeros(f)
         return c if np.all(np.isfinite(c)) else np.zeros(f)

@@ -134,7 +134,7 @@ def test_stein_features_have_zero_mean(key, d, N):
     dist = FourierGaussian(lat, jnp.asarray(c))
     phi = dist.sample(key, (20000,))
     h = np.asarray(stein_features(lat, phi, dist.score(phi)))
-    assert h.shape == (20000, momentum_shells(lat).shape[0] + 1)
+    assert h.shape == (20000, momentum_shells(lat).shape[0] + 2 + 2 * min(3, N // 2))
     z = h.mean(axis=0) / (h.std(axis=0, ddof=1) / np.sqrt(h.shape[0]))
     assert np.all(np.abs(z) < K_SIGMA), z
     # and they are not trivially zero: a wrong score breaks the identity
@@ -189,3 +189,24 @@ def test_control_variate_fit_from_moments_matches_least_squares():
         from qrg.energy import control_variate_energy
 
         control_variate_energy(e[:8], h[:8])
+
+
+@pytest.mark.parametrize("d,N", [(1, 7), (2, 4)])
+def test_stein_features_match_autodiff(key, d, N):
+    """The hand-written g·∇f + Δf of every feature against jax.grad / jax.hessian of f itself."""
+    from qrg.energy import momentum_shells, stein_features
+
+    lat = Lattice(d, N, 1.0)
+    k1, k2 = jax.random.split(key)
+    phi = jax.random.normal(k1, (3,) + lat.shape)
+    g = jax.random.normal(k2, (3,) + lat.shape)
+    masks = momentum_shells(lat)
+    fs = [lambda x, m=m: 0.5 * jnp.sum(x * lat.apply_diagonal(x, m)) for m in masks]
+    fs += [lambda x: 0.25 * jnp.sum(x**4), lambda x: jnp.sum(x**6) / 6.0]
+    for r in range(1, min(3, N // 2) + 1):
+        fs.append(lambda x, r=r: sum(jnp.sum(x**2 * jnp.roll(x, -r, a) ** 2) for a in range(d)))
+        fs.append(lambda x, r=r: sum(jnp.sum(x**3 * jnp.roll(x, -r, a) + x * jnp.roll(x, -r, a) ** 3)
+                                     for a in range(d)))
+    expected = np.array([[float(jnp.sum(gb * jax.grad(f)(pb)) + jnp.trace(jax.hessian(f)(pb).reshape(
+        lat.n_sites, lat.n_sites))) for f in fs] for pb, gb in zip(phi, g)])
+    np.testing.assert_allclose(np.asarray(stein_features(lat, phi, g)), expected, rtol=1e-10, atol=1e-10)
