@@ -133,6 +133,25 @@ def abs_magnetisation(phi) -> np.ndarray:
     return np.abs(phi.mean(axis=(-2, -1))) / FIELD_SCALE
 
 
+def weight_diagnostics(phi, log_w, nuts_abs_m) -> dict:
+    """Where the importance weights w = p/q concentrate: the share of Σw carried by the top 1% of
+    samples, their |M| against all flow samples, the correlation of log w with |M|, and the upper
+    |M| quantiles of the flow against NUTS (a mode-seeking flow under-covers the tails)."""
+    lw = np.asarray(log_w, dtype=float)
+    w = np.exp(lw - lw.max())
+    m = abs_magnetisation(phi)
+    order = np.argsort(w)[::-1]
+    top = order[: max(1, len(w) // 100)]
+    q = (0.5, 0.9, 0.99)
+    return {
+        "top1pct_weight_share": float(w[top].sum() / w.sum()),
+        "top1pct_mean_abs_M": float(m[top].mean()), "mean_abs_M": float(m.mean()),
+        "corr_logw_abs_M": float(np.corrcoef(lw, m)[0, 1]) if np.std(lw) > 0 else float("nan"),
+        "flow_abs_M_quantiles": dict(zip(map(str, q), np.quantile(m, q).tolist())),
+        "nuts_abs_M_quantiles": dict(zip(map(str, q), np.quantile(np.ravel(nuts_abs_m), q).tolist())),
+    }
+
+
 # ---------------------------------------------------------------------------- flow
 def initial_variance(theory, nuts_samples, init: str, obs) -> np.ndarray:
     lat = theory.lattice
@@ -352,7 +371,9 @@ def main(argv=None):
         "imh_abs_M": statistics(m_imh).to_dict(), "imh_xi_second_moment": imh_obs["xi"].to_dict(),
         "imh_phi2_gerdes": {"mean": imh_obs["phi2"].mean / 2, "err": imh_obs["phi2"].err / 2},
         "time_per_independent_abs_M_s": t_draw / args.n_eval * 2 * tau_imh,
+        "weight_diagnostics": weight_diagnostics(phi, log_w, m_abs),
     }
+    log(f"weights: {result['flow']['weight_diagnostics']}")
     log(f"final: ESS/n = {ess:.4f} over {args.n_eval} fresh samples (training solver: "
         f"{result['flow']['ess_per_sample_train_solver_first1024']:.4f} on 1024), IMH acceptance "
         f"{result['flow']['imh_acceptance']:.3f}, τ_int(|M|) IMH {tau_imh:.2f} vs NUTS {tau_nuts:.2f}; "

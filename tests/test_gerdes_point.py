@@ -94,3 +94,18 @@ def test_timeslice_xi_of_a_free_field():
     xi = gerdes.timeslice_xi(phi)
     assert xi == pytest.approx(xi_exact, rel=0.05)
     assert theory.is_free
+
+
+def test_weight_diagnostics_locates_the_heavy_weights():
+    rng = np.random.default_rng(3)
+    phi = rng.normal(scale=0.1, size=(400, 4, 4))
+    log_w = np.zeros(400)
+    d = gerdes.weight_diagnostics(phi, log_w, np.abs(phi.mean(axis=(1, 2))))
+    assert d["top1pct_weight_share"] == pytest.approx(0.01)
+    # make the 4 largest-|M| samples carry almost all the weight
+    m = gerdes.abs_magnetisation(phi)
+    log_w[np.argsort(m)[-4:]] = 20.0
+    d = gerdes.weight_diagnostics(phi, log_w, m)
+    assert d["top1pct_weight_share"] > 0.99
+    assert d["top1pct_mean_abs_M"] == pytest.approx(np.sort(m)[-4:].mean())
+    assert d["corr_logw_abs_M"] > 0.3
