@@ -15,6 +15,7 @@ _COMMANDS = {
     "solve": ".solve",
     "sample": ".sample",
     "bench": ".bench",
+    "rgflow": ".rgflow",
 }
 
 
