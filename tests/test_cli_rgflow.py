@@ -42,7 +42,7 @@ def test_rgflow_with_learned_flows(tmp_path, capsys):
         assert 0 < v["acceptance"] <= 1 and 0 < v["ess_per_sample"] <= 1 and v["train_time_s"] > 0
         assert all(x is None or x >= 0 for x in v["mean_relative_deviation"].values())
     rep = json.loads((out / "section7_m2_0.5.json").read_text())
-    assert rep["settings"]["kernel_lr_scale"] == pytest.approx(0.25)  # a^d = (2/4)^2
+    assert rep["settings"]["kernel_lr_scale"] == pytest.approx(0.25 / 4)  # a^d / N = (2/4)^2 / 4
     for name in ("rg_matching", "reverse_kl"):
         assert len(rep["learned"][name]["observables"]["m_R"]["mean"]) == 3
 

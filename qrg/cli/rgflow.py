@@ -39,7 +39,7 @@ _FLAGS = (
     ("--rtol", "rtol", float, "tolerance of adaptive solves"),
     ("--lr", "lr", float, "initial Adam learning rate (paper 5e-3)"),
     ("--net-lr-scale", "kernel_lr_scale", str,
-     "learning-rate factor of the kernel network's parameters: a number, or 'a^d' (default)"),
+     "learning-rate factor of the kernel network's parameters: a number, 'a^d', or 'a^d/N' (default)"),
     ("--seed", "seed", int, "PRNG seed"),
 )
 
@@ -69,13 +69,15 @@ def config_from_args(args):
         value = getattr(cfg, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise QRGInputError(f"--{name} must be > 0 (got {value})")
-    if scale in (None, "a^d"):
-        cfg.kernel_lr_scale = None  # a^d, set by validate()
+    if scale in (None, "a^d/N"):
+        cfg.kernel_lr_scale = None  # a^d/N, set by validate()
+    elif scale == "a^d":
+        cfg.kernel_lr_scale = (cfg.L / cfg.N) ** 2
     else:
         try:
             cfg.kernel_lr_scale = float(scale)
         except ValueError:
-            raise QRGInputError(f"--net-lr-scale must be a number or 'a^d' (got {scale!r})") from None
+            raise QRGInputError(f"--net-lr-scale must be a number, 'a^d' or 'a^d/N' (got {scale!r})") from None
     return cfg.validate()
 
 
