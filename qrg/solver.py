@@ -631,7 +631,7 @@ def _forward_mode_flow(flow):
         return flow
     return ProbabilityFlow(flow.model, flow.scheme, flow.T, solver=flow.solver, n_steps=flow.n_steps,
                            rtol=flow.rtol, atol=flow.atol, adjoint=flow.adjoint, log_prob_adjoint="forward",
-                           max_steps=flow.max_steps)
+                           max_steps=flow.max_steps, integrator=flow.integrator)
 
 
 @functools.partial(jax.jit, static_argnames=("flow", "method", "n_probes"))
