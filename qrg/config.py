@@ -53,7 +53,9 @@ class SolveConfig:
     variance), with coefficients fitted on an exponential moving average (decay ``cv_decay``) of
     the previous steps' batches; "none" trains on the plain integrated-by-parts energies.
     Evaluation: ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
-    more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes.
+    more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes;
+    ``systematic_batch`` paired samples of the step-doubling estimate of the ODE discretisation
+    error (:func:`qrg.solver.discretisation_check`: eval_n_steps against 2·eval_n_steps; 0 = off).
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
     """
 
@@ -93,6 +95,7 @@ class SolveConfig:
     local_batch: int = 1024
     laplacian: str = "auto"
     n_probes: int = 4
+    systematic_batch: int = 4096
     # checkpoints
     checkpoint_every: int = 100
 
@@ -104,7 +107,7 @@ class SolveConfig:
         for name in _positive_int:
             if getattr(self, name) < 1:
                 raise QRGInputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
-        for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed"):
+        for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):

@@ -100,10 +100,21 @@ SOLVERS = {
     "kvaerno3": diffrax.Kvaerno3,
     "kvaerno5": diffrax.Kvaerno5,
 }
+# convergence order of each solver (of the exponential integrator too: it applies the solver to the
+# residual velocity); used by the step-doubling error estimate of qrg.solver.discretisation_check
+SOLVER_ORDER = {"euler": 1, "heun": 2, "midpoint": 2, "bosh3": 3, "rk4": 4, "tsit5": 5, "dopri5": 5, "dopri8": 8,
+                "implicit_euler": 1, "kvaerno3": 3, "kvaerno5": 5}
 FIXED_STEP_ONLY = ("euler", "rk4", "implicit_euler")
 IMPLICIT = ("implicit_euler", "kvaerno3", "kvaerno5")
 ADJOINTS = ("recursive", "backsolve", "direct", "forward")
 INTEGRATORS = ("plain", "exponential")
+
+
+def solver_order(name: str) -> int:
+    """Global order of accuracy of the ODE solver ``name`` (one of ``SOLVERS``)."""
+    if name not in SOLVER_ORDER:
+        raise QRGInputError(f"solver must be one of {tuple(SOLVERS)} (got {name!r})")
+    return SOLVER_ORDER[name]
 
 
 def _make_adjoint(name: str):

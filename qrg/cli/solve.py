@@ -38,6 +38,8 @@ _FLAGS = {
                              help="zero-mean Stein control variates in the training energy (default stein)"),
     "eval_batch": dict(type=int, help="samples of the final evaluation"),
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
+    "systematic_batch": dict(type=int, help="paired samples of the ODE step-doubling error estimate "
+                             "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
     "laplacian": dict(choices=LAPLACIANS, help="Δ log p for E_loc: exact / hutchinson / auto"),
     "checkpoint_every": dict(type=int, help="checkpoint every K steps (0 = at the end only)"),
 }
