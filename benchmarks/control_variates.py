@@ -3,8 +3,9 @@
     python benchmarks/control_variates.py RUN_DIR [--n 16384] [--n-steps 32]
 
 RUN_DIR is the ``--out`` directory of a ``qrg solve`` run (its checkpoint). Draws ``--n`` fresh
-samples, and prints Var(e_ibp), Var(e_cv) with the quadratic features only and with all
-features of ``qrg.energy.stein_features``, with the cross-fitted estimates ± errors.
+samples, and prints Var(e_ibp), Var(e_cv) with the quadratic features only, with the local
+(quadratic and quartic) ones, and with all features of ``qrg.energy.stein_features`` (adding the
+collective S = Σφ ones), with the cross-fitted estimates ± errors.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def main(argv=None):
     e = np.asarray(ibp_energy(theory, phi, g))
     print(f"{theory.params()}: {args.n} samples, {args.n_steps} ODE steps")
     print(f"  ibp             : E = {e.mean():.8f} ± {e.std(ddof=1) / np.sqrt(e.size):.2g}   Var = {e.var(ddof=1):.3g}")
-    for label, kw in (("cv quadratic", {"quartic": False}), ("cv all features", {})):
+    for label, kw in (("cv quadratic", {"quartic": False}), ("cv local", {"collective": False}),
+                      ("cv all features", {})):
         h = np.asarray(stein_features(theory.lattice, phi, g, **kw))
         st = control_variate_energy(e, h)
         print(f"  {label:16s}: E = {st.mean:.8f} ± {st.err:.2g}   Var = {st.variance:.3g}   ({h.shape[1]} features)")

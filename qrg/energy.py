@@ -83,7 +83,7 @@ def momentum_shells(lattice) -> np.ndarray:
     return np.stack([(p2 == v) for v in np.unique(p2)]).astype(float)
 
 
-def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int = 3):
+def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int = 3, collective: bool = True):
     """Zero-mean Stein features h_j(φ) = g·∇f_j + Δf_j of a batch, shape (n, n_features).
 
     ``score`` must be g = ∇ log p of the distribution ``phi`` is drawn from; then E_p[h_j] = 0
@@ -94,7 +94,12 @@ def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int
       r = 1 … min(``neighbours``, N // 2), summed over the d axes with unit vector e:
       f = Σ_n φ(n)² φ(n+re)²  (∇f = 2φ [φ(·+re)² + φ(·−re)²], Δf = 4 Σ φ²) and
       f = Σ_n [φ(n)³ φ(n+re) + φ(n) φ(n+re)³]  (∇f = 3φ²[φ(·+re) + φ(·−re)] + φ(·+re)³ + φ(·−re)³,
-      Δf = 12 Σ φ(n) φ(n+re)).
+      Δf = 12 Σ φ(n) φ(n+re));
+    * if ``quartic`` and ``collective``: functions of the field sum S = Σ φ (V = number of sites,
+      Q = Σ φ²): f = S⁴/(4V) (∇f = S³/V, Δf = 3S²), f = S⁶/(6V²) (∇f = S⁵/V², Δf = 5S⁴/V) and
+      f = S²Q/V (∇f = (2SQ + 2S²φ)/V, Δf = 2Q + 8S²/V + 2S²): the shape of the magnetisation
+      distribution, which is double-peaked in the broken-symmetry (m² < 0) regime where the local
+      terms alone leave most of the variance.
 
     The span contains the leading terms of log p of a φ⁴ ground state (Gaussian part, local and
     near-neighbour quartic terms), and with f = ½ log p the corrected estimator would be E_loc
@@ -119,6 +124,14 @@ def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int
             pair_odd = (pair_odd + total(score * (3.0 * phi**2 * (up + dn) + up**3 + dn**3))
                         + 12.0 * total(phi * up))
         feats += [pair_sq, pair_odd]
+    if collective:
+        V = float(lattice.n_sites)
+        S = total(phi)
+        Q = total(phi**2)
+        G = total(score)
+        feats += [S**3 * G / V + 3.0 * S**2,
+                  S**5 * G / V**2 + 5.0 * S**4 / V,
+                  (2.0 * S * Q * G + 2.0 * S**2 * total(score * phi)) / V + 2.0 * Q + 8.0 * S**2 / V + 2.0 * S**2]
     return jnp.concatenate([quad, jnp.stack(feats, axis=1)], axis=1)
 
 

@@ -60,31 +60,50 @@ _RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver
 
 # ---------------------------------------------------------------------------- building blocks
 def hartree_variance(theory, *, max_iter: int = 200, tol: float = 1e-13):
-    """Covariance eigenvalues of the best Gaussian (self-consistent Hartree) state, or None.
+    """Covariance eigenvalues of the best symmetric Gaussian (self-consistent Hartree) state.
 
     For |Ψ|² = N(0, C) the energy is Σ_k [1/(8a^d c_k) + ½ a^d (p̂² + m²) c_k] + a^d N^d (λ/8) <φ²>²,
-    minimised by c_k = 1/(2 a^d sqrt(p̂² + m_eff²)) with m_eff² = m² + (λ/2) <φ²> and
-    <φ²> = N^-d Σ_k c_k. Solved by damped fixed-point iteration; None if m_eff² does not stay > 0
-    (e.g. a deep double well), in which case the model's own default start is used.
+    minimised by c_k = 1/(2 a^d sqrt(p̂² + μ²)) with the self-consistent mass μ² = m² + (λ/2) <φ²>,
+    <φ²> = N^-d Σ_k c_k(μ²). F(μ²) = m² + (λ/2)<φ²>(μ²) − μ² is strictly decreasing, and on a
+    finite lattice the zero mode makes <φ²> → ∞ as μ² → 0⁺, so for λ > 0 there is exactly one
+    root μ² > 0 even in the double well (m² < 0), where the state is wide in the magnetisation;
+    it is found by bisection on log μ². At λ = 0 it is the free ground state (μ² = m² > 0).
+    Returns None only if no root is bracketed within ``max_iter`` doublings (not expected).
     """
     lat = theory.lattice
     ad = lat.volume_element
-    p2 = lat.phat2
-    m_eff2 = theory.m2 if theory.m2 > 0 else 1.0
-    for _ in range(max_iter):
-        if m_eff2 <= 0 or not math.isfinite(m_eff2):
-            return None
-        c = 1.0 / (2.0 * ad * np.sqrt(p2 + m_eff2))
-        new = theory.m2 + 0.5 * theory.lam * float(np.mean(c))
-        if new <= 0:
-            return None
-        if abs(new - m_eff2) < tol * max(1.0, abs(m_eff2)):
-            m_eff2 = new
+    p2 = np.asarray(lat.phat2)
+
+    def variance(mu2):
+        return 1.0 / (2.0 * ad * np.sqrt(p2 + mu2))
+
+    def excess(mu2):  # F(μ²), strictly decreasing
+        return theory.m2 + 0.5 * theory.lam * float(np.mean(variance(mu2))) - mu2
+
+    if theory.lam == 0:
+        return variance(theory.m2) if theory.m2 > 0 else None
+    lo = hi = max(theory.m2, 1.0)
+    for _ in range(max_iter):  # bracket the root: F(lo) > 0 > F(hi)
+        if excess(lo) > 0:
             break
-        m_eff2 = 0.5 * (m_eff2 + new)
-    if not (p2 + m_eff2 > 0).all():
+        lo *= 0.5
+    else:
         return None
-    return 1.0 / (2.0 * ad * np.sqrt(p2 + m_eff2))
+    for _ in range(max_iter):
+        if excess(hi) < 0:
+            break
+        hi *= 2.0
+    else:
+        return None
+    for _ in range(max_iter):
+        mid = math.sqrt(lo * hi)
+        if excess(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= tol * hi:
+            break
+    return variance(math.sqrt(lo * hi))
 
 
 def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):

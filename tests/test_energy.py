@@ -134,7 +134,7 @@ def test_stein_features_have_zero_mean(key, d, N):
     dist = FourierGaussian(lat, jnp.asarray(c))
     phi = dist.sample(key, (20000,))
     h = np.asarray(stein_features(lat, phi, dist.score(phi)))
-    assert h.shape == (20000, momentum_shells(lat).shape[0] + 2 + 2 * min(3, N // 2))
+    assert h.shape == (20000, momentum_shells(lat).shape[0] + 2 + 2 * min(3, N // 2) + 3)
     z = h.mean(axis=0) / (h.std(axis=0, ddof=1) / np.sqrt(h.shape[0]))
     assert np.all(np.abs(z) < K_SIGMA), z
     # and they are not trivially zero: a wrong score breaks the identity
@@ -207,6 +207,9 @@ def test_stein_features_match_autodiff(key, d, N):
         fs.append(lambda x, r=r: sum(jnp.sum(x**2 * jnp.roll(x, -r, a) ** 2) for a in range(d)))
         fs.append(lambda x, r=r: sum(jnp.sum(x**3 * jnp.roll(x, -r, a) + x * jnp.roll(x, -r, a) ** 3)
                                      for a in range(d)))
+    V = lat.n_sites
+    fs += [lambda x: jnp.sum(x) ** 4 / (4 * V), lambda x: jnp.sum(x) ** 6 / (6 * V**2),
+           lambda x: jnp.sum(x) ** 2 * jnp.sum(x**2) / V]
     expected = np.array([[float(jnp.sum(gb * jax.grad(f)(pb)) + jnp.trace(jax.hessian(f)(pb).reshape(
         lat.n_sites, lat.n_sites))) for f in fs] for pb, gb in zip(phi, g)])
     np.testing.assert_allclose(np.asarray(stein_features(lat, phi, g)), expected, rtol=1e-10, atol=1e-10)

@@ -10,7 +10,7 @@ from qrg.models import Composite, EFTScore, GaussianBridge, KernelNet, make_mode
 from qrg.models.base import hypercubic_orbits, phat2_classes
 
 LATTICES = [(1, 5), (2, 3)]
-MODEL_NAMES = ["gaussian", "eft", "kernel", "default"]
+MODEL_NAMES = ["gaussian", "eft", "kernel", "default", "default_collective"]
 
 
 def _perturb(params, key, scale=0.3):
@@ -26,6 +26,8 @@ def _setup(name, d, N, key, scheme="carosso", **kw):
     lat = qrg.Lattice(d, N, a=0.8)
     sch = qrg.make_scheme(scheme, lat, M=1.0)
     kw = dict(kw)
+    if name.endswith("_collective"):  # KernelNet with its mean-field channel h(M, t)
+        name, kw["collective"] = name[: -len("_collective")], True
     if name != "gaussian":
         kw.setdefault("out_scale", 1.0)
     model = make_model(name, lat, sch, **kw)
@@ -179,7 +181,8 @@ def test_make_model_validation():
     with pytest.raises(qrg.QRGInputError, match="variance0"):
         make_model("default", lat, sch, variance0=np.zeros(4))
     for name in MODEL_NAMES:
-        assert make_model(name, lat, sch).lattice == lat
+        base, _, coll = name.partition("_")
+        assert make_model(base, lat, sch, **({"collective": True} if coll else {})).lattice == lat
 
 
 def test_eft_residual_refuses_lattices_too_small_for_its_projection():

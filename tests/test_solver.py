@@ -113,8 +113,10 @@ def test_single_site_anharmonic_oscillator():
     assert res.variance < 0.1 * g_stats.variance
 
 
-def test_hartree_start_is_the_best_gaussian():
-    theory = Phi4.chain(6, m2=1.0, lam=6.0)
+@pytest.mark.parametrize("m2,lam", [(1.0, 6.0), (-0.5, 2.4), (-5.0, 0.1)])
+def test_hartree_start_is_the_best_gaussian(m2, lam):
+    """Single well and double well (m² < 0: the symmetric Gaussian, wide in the magnetisation)."""
+    theory = Phi4.chain(6, m2=m2, lam=lam)
     c = hartree_variance(theory)
     lat = theory.lattice
 
@@ -128,7 +130,13 @@ def test_hartree_start_is_the_best_gaussian():
         d = rng.normal(size=lat.shape)
         d = 0.5 * (d + np.roll(d[::-1], 1))
         assert gaussian_energy(c * np.exp(1e-3 * d)) > e
-    assert hartree_variance(Phi4.chain(4, m2=-5.0, lam=0.1)) is None  # deep double well: no Hartree start
+    # self-consistency: c_k = 1/(2 sqrt(p̂² + μ²)) with μ² = m² + (λ/2)<φ²> > 0 (to round-off of the
+    # sum m² + (λ/2)<φ²>, which cancels to a tiny μ² in the deep double well)
+    mu2 = 1.0 / (2.0 * c.reshape(-1)[0]) ** 2  # zero mode, p̂² = 0
+    assert mu2 > 0
+    np.testing.assert_allclose(c, 1.0 / (2.0 * np.sqrt(lat.phat2 + mu2)), rtol=1e-12)
+    hartree = 0.5 * theory.lam * np.mean(c)
+    assert abs(theory.m2 + hartree - mu2) < 1e-12 * (abs(theory.m2) + hartree)
 
 
 # ---------------------------------------------------------------------------- ODE discretisation

@@ -16,7 +16,7 @@ from .gaussian_bridge import GaussianBridge
 from .kernel_net import KernelNet
 
 MODELS = ("gaussian", "eft", "kernel", "default")
-_NONLINEAR_KW = ("n_sin", "base_frequency", "width", "depth", "n_freq", "time_scale", "out_scale")
+_NONLINEAR_KW = ("n_sin", "base_frequency", "width", "depth", "n_freq", "time_scale", "out_scale", "collective")
 
 
 def make_model(name: str, lattice, scheme, **kw) -> ScoreModel:
@@ -28,7 +28,7 @@ def make_model(name: str, lattice, scheme, **kw) -> ScoreModel:
     * ``"default"`` — ``Composite((GaussianBridge(variance0), KernelNet(...)))``.
 
     Network-size keywords: n_sin, base_frequency, width, depth, n_freq, time_scale (set it to the flow's T),
-    out_scale (initial size of the nonlinear output).
+    out_scale (initial size of the nonlinear output), collective (KernelNet's mean-field channel h(M, t)).
     """
     if scheme.lattice != lattice:
         raise QRGInputError("scheme must be built on the same lattice as the model")

@@ -13,7 +13,10 @@ theories with equivariant continuous flows"): convolutions of odd pointwise feat
   w_j(−r) = w_j(r), so ŵ_j(k) = Σ_o W_{j,o} F_o(k), F_o(k) = Σ_{r∈o} e^{−ik·r} is real;
 * W(t) from a small MLP on a Fourier time embedding of t; the last layer starts near zero so
   the network starts as a small correction;
-* applied by FFT: s = Re ifft(Σ_j ŵ_j(k, t) fft(f_j(φ))) in O(n_f N^d log N).
+* applied by FFT: s = Re ifft(Σ_j ŵ_j(k, t) fft(f_j(φ))) in O(n_f N^d log N);
+* optional ``collective`` channel: + h(M, t) = Σ_j b_j(t) f_j(M) on every site, M = mean φ: the
+  score of an extensive term V·F(M) of log p, which the pointwise features cannot express (the
+  double-peaked magnetisation of the broken-symmetry regime); its divergence is h'(M).
 
 Exact divergence in O(N^d): ∂s(n)/∂φ(m) = Σ_j w_j(n − m) f_j'(φ(m)), so
 
@@ -86,6 +89,7 @@ class KernelNet(ScoreModel):
     time_scale: float = 1.0
     out_scale: float = 1e-3
     init_variance0: tuple | None = None
+    collective: bool = False
 
     @classmethod
     def create(cls, lattice, scheme, variance0=None, **kw):
@@ -99,13 +103,17 @@ class KernelNet(ScoreModel):
         self._orbit_ft = orbit_fourier_matrix(self.lattice)
         n_orbits = self._orbit_ft.shape[0]
         self.log_frequency = self.param("log_frequency", lambda key: jnp.log(jnp.asarray(self.base_frequency, dtype=float)))
-        self.kernel_net = TimeMLP(
-            self.n_features * n_orbits, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale
-        )
+        n_out = self.n_features * (n_orbits + int(self.collective))
+        self.kernel_net = TimeMLP(n_out, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale)
 
     def kernel_weights(self, t):
         """W_{j,o}(t): kernel value of feature j on displacement orbit o, shape (n_features, n_orbits)."""
-        return self.kernel_net(t).reshape(self.n_features, -1)
+        w = self.kernel_net(t).reshape(self.n_features, -1)
+        return w[:, :-1] if self.collective else w
+
+    def collective_weights(self, t):
+        """b_j(t) of the collective channel h(M, t) = Σ_j b_j(t) f_j(M), shape (n_features,)."""
+        return self.kernel_net(t).reshape(self.n_features, -1)[:, -1]
 
     def kernel_spectra(self, t):
         """(ŵ_j(k, t) of shape (n_features,) + lattice.shape, base frequency ω)."""
@@ -115,7 +123,17 @@ class KernelNet(ScoreModel):
 
     def score_and_divergence(self, phi, t, weight=None):
         kernel_ft, omega = self.kernel_spectra(t)
-        return convolve_features(self.lattice, phi, kernel_ft, omega, weight)
+        s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight)
+        if not self.collective:
+            return s, div
+        # the same h(M) on every site, M = mean φ: ∂s(n)/∂φ(m) = h'(M)/V, so ∇·s_c = h'(M) and
+        # tr(W J_c) = h'(M) Ŵ(k = 0)
+        b = self.collective_weights(t)
+        f, df = odd_features(jnp.mean(phi), omega, self.n_sin)
+        h, dh = jnp.sum(b * f), jnp.sum(b * df)
+        if weight is not None:
+            dh = dh * jnp.asarray(weight).reshape(-1)[0]
+        return s + h, div + dh
 
     def prior_variance(self, T):
         c0 = default_variance0(self.lattice) if self.init_variance0 is None else np.asarray(
