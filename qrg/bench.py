@@ -151,7 +151,11 @@ def _safe(fn, *args, **kwargs) -> dict:
     try:
         return fn(*args, **kwargs)
     except Exception as err:  # noqa: BLE001 - recorded in the results
-        return {"error": f"{type(err).__name__}: {err}", "wall_time_s": time.perf_counter() - t0}
+        import traceback
+
+        where = traceback.extract_tb(err.__traceback__)[-1]
+        return {"error": f"{type(err).__name__}: {err} (at {where.filename}:{where.lineno})",
+                "wall_time_s": time.perf_counter() - t0}
 
 
 # ---------------------------------------------------------------------------- analysis
@@ -324,15 +328,17 @@ def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, see
                     f"± {reference.get('error_estimate', 0.0):.2g}")
         q = None
         if "qrg" in methods:
-            q = {**base, **_safe(run_qrg, theory, suite.qrg, seed)}
+            q = {**base, "method": "qrg", **_safe(run_qrg, theory, suite.qrg, seed)}
             problem_records.append(q)
         n_sites_ok = theory.lattice.n_sites <= suite.netket_max_sites
         if "netket-gaussian" in methods and n_sites_ok:
-            problem_records.append({**base, **_safe(run_netket, theory, "gaussian", suite.netket_gaussian, seed)})
+            problem_records.append({**base, "method": "netket-gaussian",
+                                    **_safe(run_netket, theory, "gaussian", suite.netket_gaussian, seed)})
         if "netket-neural" in methods and n_sites_ok:
             budget = q["wall_time_s"] if q is not None and "energy" in q else None
-            problem_records.append({**base, **_safe(run_netket, theory, "neural", suite.netket_neural, seed,
-                                                    time_budget_s=budget)})
+            problem_records.append({**base, "method": "netket-neural",
+                                    **_safe(run_netket, theory, "neural", suite.netket_neural, seed,
+                                            time_budget_s=budget)})
         annotate([r for r in problem_records if not r["method"].startswith("reference")], reference)
         for r in problem_records:
             if "energy" in r and not r["method"].startswith("reference"):

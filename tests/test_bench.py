@@ -47,6 +47,16 @@ def test_tiny_suite_reference_and_netket(tmp_path):
     assert res["records"][1]["history"]
 
 
+def test_a_failing_method_is_recorded_and_the_suite_goes_on(tmp_path):
+    suite = Suite("tiny", problems=((1, 4, 1.0, 0.0), (1, 5, 1.0, 0.0)), qrg={"steps": -1},
+                  netket_gaussian={}, netket_neural={}, dmrg={})
+    res = run_suite(suite, out=tmp_path, methods=("reference", "qrg"), log=lambda *a: None)
+    failed = [r for r in res["records"] if r["method"] == "qrg"]
+    assert len(failed) == 2 and all("steps" in r["error"] and "energy" not in r for r in failed)
+    assert "FAILED" in (tmp_path / "results.md").read_text()
+    assert json.loads((tmp_path / "results.json").read_text())["complete"]
+
+
 def test_reference_choice():
     from qrg import Phi4
     from qrg.bench import SUITES, run_reference
