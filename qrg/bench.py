@@ -467,7 +467,8 @@ def make_plots(result: dict, out: pathlib.Path) -> None:
             ax.set_title(p, fontsize=8)
             ax.set_xlabel("seconds")
             ax.set_ylabel("rel. error (training batches)")
-            ax.legend(fontsize=6)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=6)
         for ax in axes.ravel()[len(with_ref):]:
             ax.axis("off")
         fig.tight_layout()
