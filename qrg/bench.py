@@ -172,6 +172,9 @@ def annotate(problem_records: list[dict], reference: dict | None) -> None:
         for r in ok:
             r["delta_vs_best"] = r["energy"] - best["energy"]
             r["is_best"] = r is best
+            sigma = math.hypot(total_error(r), total_error(best))
+            if r is not best and sigma > 0:  # the gap in units of the combined error bars
+                r["delta_sigma"] = r["delta_vs_best"] / sigma
 
 
 def total_error(record: dict) -> float:
@@ -258,6 +261,10 @@ def _load_partial(out: pathlib.Path, suite: Suite, methods: tuple, seed: int) ->
                             f"and --seed, or another --out")
     done = set(old.get("problems_done", []))
     records = [r for r in old.get("records", []) if r.get("problem") in done]
+    for label in done:  # re-annotate variational problems (records of older versions lack delta_sigma)
+        recs = [r for r in records if r.get("problem") == label]
+        if not any(r.get("method", "").startswith("reference") and "energy" in r for r in recs):
+            annotate([r for r in recs if not r.get("method", "").startswith("reference")], None)
     return records, done, float(old.get("total_wall_time_s", 0.0))
 
 
@@ -395,6 +402,8 @@ def markdown_table(result: dict) -> str:
             acc = f"{r['rel_error']:.2e} ({r['rel_error_sigma']:.1e})"
         elif "delta_vs_best" in r:
             acc = "best (variational)" if r.get("is_best") else f"+{r['delta_vs_best']:.3g}"
+            if "delta_sigma" in r:
+                acc += f" ({r['delta_sigma']:.2g}σ)"
         else:
             acc = "reference"
         lines.append(f"| {r['problem']} | {r['method']} | {e} | {acc} | {_fmt(r.get('variance'))} | "

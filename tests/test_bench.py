@@ -28,6 +28,9 @@ def test_annotate_relative_error_and_variational_winner():
     recs = [{"method": "a", "energy": 10.1}, {"method": "b", "energy": 10.0}]
     annotate(recs, None)
     assert recs[1]["is_best"] and not recs[0]["is_best"] and abs(recs[0]["delta_vs_best"] - 0.1) < 1e-12
+    recs = [{"method": "a", "energy": 10.1, "energy_err": 0.03}, {"method": "b", "energy": 10.0, "energy_err": 0.04}]
+    annotate(recs, None)
+    assert abs(recs[0]["delta_sigma"] - 2.0) < 1e-12 and "delta_sigma" not in recs[1]
 
 
 def test_tiny_suite_reference_and_netket(tmp_path):
