@@ -68,6 +68,19 @@ def test_vmc_gaussian_free_chain_reaches_e0():
     assert r["variance"] < 1e-2 * r["history"][0][3]
 
 
+def test_chunked_evaluation_gives_the_same_energy(monkeypatch):
+    """Chunking (needed for memory at 64 sites) changes nothing but the peak memory."""
+    assert NV.auto_chunk_size(16384, 64) == 1024 and NV.auto_chunk_size(16384, 16) is None
+    th = Phi4.chain(4, 1.0, 2.0)
+    kw = dict(ansatz="gaussian", n_iter=5, n_samples=256, seed=1, n_eval_samples=1024)
+    plain = NV.run_vmc(th, chunk_size=None, **kw)
+    monkeypatch.setattr(NV, "CHUNK_MEMORY_BYTES", 8 * 4**3 * 128)  # auto: chunks of 128 samples
+    chunked = NV.run_vmc(th, **kw)
+    assert plain["chunk_size"] is None and chunked["chunk_size"] == 128
+    assert chunked["energy"] == pytest.approx(plain["energy"], rel=1e-12)
+    assert chunked["variance"] == pytest.approx(plain["variance"], rel=1e-10)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [
@@ -75,6 +88,7 @@ def test_vmc_gaussian_free_chain_reaches_e0():
         ({"n_samples": 1000, "n_chains": 16}, "multiple"),
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"n_iter": -3}, "n_iter"),
+        ({"chunk_size": 0}, "chunk_size"),
     ],
 )
 def test_bad_input(kwargs, match):
