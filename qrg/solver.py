@@ -735,7 +735,7 @@ def discretisation_check(flow, params, theory, key, n: int, *, estimators=("ibp"
     ``estimators``: any of "ibp", "cv" (Stein control variates with coefficients fitted on the
     n-step samples and held fixed for both) and "local" (on the first ``local_batch`` samples).
     """
-    from .flow import ProbabilityFlow, solver_order
+    from .flow import solver_order
 
     n = check_int("n (samples of the discretisation check)", n, minimum=1)
     factor = check_int("factor (step refinement of the discretisation check)", factor, minimum=2)
@@ -744,10 +744,7 @@ def discretisation_check(flow, params, theory, key, n: int, *, estimators=("ibp"
         raise QRGInputError(f"estimators must be among ('ibp', 'cv', 'local') (got {sorted(unknown)})")
     if not flow.n_steps:
         return None
-    fine = ProbabilityFlow(flow.model, flow.scheme, flow.T, solver=flow.solver, n_steps=factor * flow.n_steps,
-                           rtol=flow.rtol, atol=flow.atol, adjoint=flow.adjoint,
-                           log_prob_adjoint=flow.log_prob_adjoint, max_steps=flow.max_steps,
-                           integrator=flow.integrator)
+    fine = _replace_flow(flow, n_steps=factor * flow.n_steps)
     k_sample, k_lap = jax.random.split(key)
     lat = theory.lattice
     coarse_phi, coarse_g = _draw(flow, params, k_sample, n, chunk_size)
@@ -780,15 +777,19 @@ def discretisation_check(flow, params, theory, key, n: int, *, estimators=("ibp"
                                delta=delta)
 
 
-def _forward_mode_flow(flow):
-    """The same flow whose forward log-density solve uses diffrax's ForwardMode (jvp only)."""
+def _replace_flow(flow, **changes):
+    """The same flow (model, scheme, solver settings) with ``changes`` to its constructor arguments."""
     from .flow import ProbabilityFlow
 
-    if flow.log_prob_adjoint == "forward":
-        return flow
-    return ProbabilityFlow(flow.model, flow.scheme, flow.T, solver=flow.solver, n_steps=flow.n_steps,
-                           rtol=flow.rtol, atol=flow.atol, adjoint=flow.adjoint, log_prob_adjoint="forward",
-                           max_steps=flow.max_steps, integrator=flow.integrator)
+    kw = dict(solver=flow.solver, n_steps=flow.n_steps, rtol=flow.rtol, atol=flow.atol, adjoint=flow.adjoint,
+              log_prob_adjoint=flow.log_prob_adjoint, max_steps=flow.max_steps, integrator=flow.integrator)
+    kw.update(changes)
+    return ProbabilityFlow(flow.model, flow.scheme, flow.T, **kw)
+
+
+def _forward_mode_flow(flow):
+    """The same flow whose forward log-density solve uses diffrax's ForwardMode (jvp only)."""
+    return flow if flow.log_prob_adjoint == "forward" else _replace_flow(flow, log_prob_adjoint="forward")
 
 
 @functools.partial(jax.jit, static_argnames=("flow", "method", "n_probes"))
