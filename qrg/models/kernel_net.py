@@ -106,29 +106,35 @@ class KernelNet(ScoreModel):
         n_out = self.n_features * (n_orbits + int(self.collective))
         self.kernel_net = TimeMLP(n_out, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale)
 
+    def _time_weights(self, t):
+        """The network's output at t: kernel weights per orbit (and the collective b_j last)."""
+        return self.kernel_net(t).reshape(self.n_features, -1)
+
     def kernel_weights(self, t):
         """W_{j,o}(t): kernel value of feature j on displacement orbit o, shape (n_features, n_orbits)."""
-        w = self.kernel_net(t).reshape(self.n_features, -1)
+        w = self._time_weights(t)
         return w[:, :-1] if self.collective else w
 
     def collective_weights(self, t):
         """b_j(t) of the collective channel h(M, t) = Σ_j b_j(t) f_j(M), shape (n_features,)."""
-        return self.kernel_net(t).reshape(self.n_features, -1)[:, -1]
+        return self._time_weights(t)[:, -1]
 
-    def kernel_spectra(self, t):
-        """(ŵ_j(k, t) of shape (n_features,) + lattice.shape, base frequency ω)."""
-        w = self.kernel_weights(t)
+    def kernel_spectra(self, t, weights=None):
+        """(ŵ_j(k, t) of shape (n_features,) + lattice.shape, base frequency ω); ``weights``: the
+        orbit weights W_{j,o}(t) if already evaluated."""
+        w = self.kernel_weights(t) if weights is None else weights
         kernel_ft = jnp.tensordot(w, jnp.asarray(self._orbit_ft), axes=1)
         return kernel_ft, jnp.exp(self.log_frequency)
 
     def score_and_divergence(self, phi, t, weight=None):
-        kernel_ft, omega = self.kernel_spectra(t)
+        w = self._time_weights(t)  # one evaluation of the time network for both channels
+        kernel_ft, omega = self.kernel_spectra(t, w[:, :-1] if self.collective else w)
         s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight)
         if not self.collective:
             return s, div
         # the same h(M) on every site, M = mean φ: ∂s(n)/∂φ(m) = h'(M)/V, so ∇·s_c = h'(M) and
         # tr(W J_c) = h'(M) Ŵ(k = 0)
-        b = self.collective_weights(t)
+        b = w[:, -1]
         f, df = odd_features(jnp.mean(phi), omega, self.n_sin)
         h, dh = jnp.sum(b * f), jnp.sum(b * df)
         if weight is not None:
