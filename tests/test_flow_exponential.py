@@ -54,12 +54,16 @@ def test_exponential_is_exact_for_gaussian_bridge_in_one_step(key, scheme_name):
         assert float(np.max(np.abs(log_p_plain - log_p))) > 1e-3
 
 
-def test_exponential_agrees_with_plain_on_nonstiff_nonlinear_flow(key):
-    """Coarse lattice, nonlinear default model with a sizeable network: the same ODE, same answers."""
+def _nonlinear_flow_pair():
+    """A chain with a clearly nonlinear default model, as plain and exponential tight-tolerance flows."""
     theory = qrg.Phi4.from_params(d=1, N=6, a=1.0, m2=0.5, lam=0.5)
     kw = dict(model="default", T=1.0, n_steps=None, solver="tsit5", rtol=1e-10, atol=1e-10, out_scale=0.3)
-    plain = make_flow(theory, integrator="plain", **kw)
-    expo = make_flow(theory, integrator="exponential", **kw)
+    return (theory,) + tuple(make_flow(theory, integrator=i, **kw) for i in ("plain", "exponential"))
+
+
+def test_exponential_agrees_with_plain_on_nonstiff_nonlinear_flow(key):
+    """Coarse lattice, nonlinear default model with a sizeable network: the same ODE, same answers."""
+    theory, plain, expo = _nonlinear_flow_pair()
     params = plain.init(key)
     k = jax.random.fold_in(key, 1)
     ref = plain.sample_log_prob(params, k, 8, 0.2)
@@ -74,10 +78,7 @@ def test_exponential_agrees_with_plain_on_nonstiff_nonlinear_flow(key):
 @pytest.mark.slow
 def test_exponential_augmented_solve_agrees_with_plain(key):
     """The (φ, log p, score) augmented backward solve in the frame equals the plain one."""
-    theory = qrg.Phi4.from_params(d=1, N=6, a=1.0, m2=0.5, lam=0.5)
-    kw = dict(model="default", T=1.0, n_steps=None, solver="tsit5", rtol=1e-10, atol=1e-10, out_scale=0.3)
-    plain = make_flow(theory, integrator="plain", **kw)
-    expo = make_flow(theory, integrator="exponential", **kw)
+    theory, plain, expo = _nonlinear_flow_pair()
     params = plain.init(key)
     ref = plain.sample_at(params, jax.random.fold_in(key, 1), 8, 0.2)
     out = expo.sample_at(params, jax.random.fold_in(key, 1), 8, 0.2)
@@ -89,10 +90,7 @@ def test_exponential_augmented_solve_agrees_with_plain(key):
 
 @pytest.mark.slow
 def test_exponential_log_prob_and_transport_agree_with_plain(key):
-    theory = qrg.Phi4.from_params(d=1, N=6, a=1.0, m2=0.5, lam=0.5)
-    kw = dict(model="default", T=1.0, n_steps=None, solver="tsit5", rtol=1e-10, atol=1e-10, out_scale=0.3)
-    plain = make_flow(theory, integrator="plain", **kw)
-    expo = make_flow(theory, integrator="exponential", **kw)
+    theory, plain, expo = _nonlinear_flow_pair()
     params = plain.init(key)
     ref = plain.sample_log_prob(params, jax.random.fold_in(key, 1), 8, 0.2)
     np.testing.assert_allclose(expo.log_prob(params, ref[0], 0.2), plain.log_prob(params, ref[0], 0.2), atol=1e-7)
@@ -103,9 +101,7 @@ def test_exponential_log_prob_and_transport_agree_with_plain(key):
 @pytest.mark.slow
 def test_exponential_param_gradient_matches_plain(key):
     """Gradients through the frame (G depends on the learnable C_0) equal the plain solver's."""
-    theory = qrg.Phi4.from_params(d=1, N=6, a=1.0, m2=0.5, lam=0.5)
-    kw = dict(model="default", T=1.0, n_steps=None, solver="tsit5", rtol=1e-10, atol=1e-10, out_scale=0.3)
-    flows = [make_flow(theory, integrator=i, **kw) for i in ("plain", "exponential")]
+    theory, *flows = _nonlinear_flow_pair()
     params = flows[0].init(key)
 
     def loss(flow, p):
