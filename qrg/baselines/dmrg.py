@@ -1,9 +1,12 @@
-"""DMRG (TeNPy) for the periodic φ⁴ chain of design §2, N = 8 … 128.
+"""DMRG (TeNPy) for the periodic φ⁴ chain of design §2, N = 8 … 128, and small tori in d ≥ 2.
 
-Hamiltonian (see :mod:`qrg.baselines.local_basis`), ``M = a`` for d = 1::
+Hamiltonian (see :mod:`qrg.baselines.local_basis`), ``M = a^d``::
 
-    H = Σ_n h_n − (M/a²) Σ_n φ_n φ_{n+1 mod N},
-    h_n = π_n²/(2M) + M [ ½ (m² + 2/a²) φ_n² + (λ/24) φ_n⁴ ].
+    H = Σ_n h_n − (M/a²) Σ_{n,i} φ_n φ_{n+e_i},
+    h_n = π_n²/(2M) + M [ ½ (m² + 2d/a²) φ_n² + (λ/24) φ_n⁴ ],
+
+with the hopping taken from :func:`qrg.baselines.local_basis.neighbour_couplings`, the same
+function exact diagonalisation uses.
 
 Each site carries a truncated local basis (default: the ``local_dim`` lowest eigenstates of
 the mean-field on-site Hamiltonian ``h``; peers.md), with the φ → −φ parity conserved as a
@@ -13,6 +16,10 @@ Periodic boundaries with a *finite* MPS on a folded ordering: MPS position ``p``
 lattice site ``p/2`` (p even) or ``N − 1 − (p−1)/2`` (p odd), i.e. ``0, N−1, 1, N−2, …``,
 so every lattice bond connects MPS sites at distance ≤ 2 and the MPO stays small (the
 price is a larger bond dimension than an open chain needs, roughly its square).
+On a d-dimensional torus the MPS runs through the sites lexicographically in the folded
+order of every axis (:func:`mps_order`): neighbours along the last axis are ≤ 2 apart, along
+axis k ≤ 2 N^(d−1−k). A 4×4 torus is within reach of a laptop; the bond dimension needed
+grows like exp(boundary) = exp(2 N^(d−1)), so 8×8 is not.
 
 Error estimate: DMRG is variational in both truncations (bond dimension χ, local
 dimension L), so the energy decreases monotonically toward the exact value. The run sweeps
@@ -21,8 +28,8 @@ previous L; ``error_estimate = |E(χ_max, L) − E(χ_prev, L)| + |E(χ_max, L) 
 + |ΔE_sweep|`` (the last sweep's energy change).
 
 Observables: ``phi2`` = <φ_n²> (site average), the translation-averaged two-point function
-``correlation[r] = N^-1 Σ_n <φ_n φ_{n+r}>`` for r = 0 … N−1, and ``M2`` = <M²> with
-``M = N^-1 Σ_n φ_n`` the lattice mean field (<M> = 0 by the φ → −φ symmetry, so <M²> and
+``correlation[r] = V^-1 Σ_n <φ_n φ_{n+r}>`` (r = 0 … N−1 on a chain, an N×…×N array of
+displacements in d ≥ 2), and ``M2`` = <M²> with ``M = V^-1 Σ_n φ_n`` the lattice mean field (<M> = 0 by the φ → −φ symmetry, so <M²> and
 ``rms_M`` = sqrt(<M²>) are the <|M|>-type observables reported).
 """
 
@@ -39,9 +46,9 @@ import warnings
 import numpy as np
 
 from .._validation import QRGInputError, check_int
-from .local_basis import local_basis
+from .local_basis import local_basis, neighbour_couplings
 
-MIN_N = 3
+MIN_N = 3  # chains; tori in d >= 2 need N >= 2
 
 
 @contextlib.contextmanager
@@ -83,6 +90,17 @@ def folded_order(N: int) -> np.ndarray:
     return np.where(p % 2 == 0, p // 2, N - 1 - p // 2)
 
 
+def mps_order(shape) -> np.ndarray:
+    """Flat (C-order) lattice site held by each MPS position for a periodic lattice ``shape``.
+
+    Lexicographic over the axes, each axis in :func:`folded_order`; for a chain this is
+    :func:`folded_order` itself.
+    """
+    shape = tuple(int(n) for n in shape)
+    grids = np.meshgrid(*[folded_order(n) for n in shape], indexing="ij")
+    return np.ravel_multi_index([g.ravel() for g in grids], shape)
+
+
 def _make_site(lb, conserve_parity: bool):
     import tenpy.linalg.np_conserved as npc
     from tenpy.networks.site import Site
@@ -100,38 +118,53 @@ def _make_model(theory, lb, conserve_parity: bool):
     from tenpy.models.lattice import Chain
     from tenpy.models.model import CouplingModel, MPOModel
 
-    N = theory.N
+    V = theory.lattice.n_sites
     site = _make_site(lb, conserve_parity)
-    lat = Chain(N, site, bc="open", bc_MPS="finite")
-    order = folded_order(N)
-    pos = np.empty(N, dtype=int)
-    pos[order] = np.arange(N)  # MPS position of lattice site n
+    lat = Chain(V, site, bc="open", bc_MPS="finite")  # the MPS is a chain in any dimension
+    order = mps_order(theory.lattice.shape)
+    pos = np.empty(V, dtype=int)
+    pos[order] = np.arange(V)  # MPS position of (flat) lattice site n
+    pairs, onsite = neighbour_couplings(theory)
+    if np.any(onsite != 0.0):
+        raise QRGInputError("DMRG needs a lattice with at least two sites along every axis")
 
-    class _Phi4Chain(CouplingModel, MPOModel):
+    class _Phi4Lattice(CouplingModel, MPOModel):
         def __init__(self):
             CouplingModel.__init__(self, lat)
-            for p in range(N):
+            for p in range(V):
                 self.add_onsite_term(1.0, p, "hsite")
-            hop = -theory.a / theory.a**2  # −M/a² with M = a^d, d = 1
-            for n in range(N):
-                i, j = sorted((pos[n], pos[(n + 1) % N]))
-                self.add_coupling_term(hop, int(i), int(j), "phi", "phi")
+            for (n, m), coeff in sorted(pairs.items()):
+                i, j = sorted((int(pos[n]), int(pos[m])))
+                self.add_coupling_term(float(coeff), i, j, "phi", "phi")
             MPOModel.__init__(self, lat, self.calc_H_MPO())
 
-    return _Phi4Chain(), pos
+    return _Phi4Lattice(), pos
 
 
 def _check_inputs(theory, local_dims, chis):
-    if theory.d != 1:
-        raise QRGInputError(f"DMRG is implemented for chains only (d = 1); got d = {theory.d}")
-    if theory.N < MIN_N:
+    if theory.d == 1 and theory.N < MIN_N:
         raise QRGInputError(f"N must be >= {MIN_N} for DMRG on a periodic chain (got N = {theory.N}); use ED")
+    if theory.d > 1 and theory.N < 2:
+        raise QRGInputError(f"N must be >= 2 for DMRG on a d = {theory.d} torus (got N = {theory.N})")
     local_dims = [check_int("local_dim (states per site)", L, minimum=2) for L in np.atleast_1d(local_dims)]
     chis = [check_int("chi (bond dimension)", c, minimum=2) for c in np.atleast_1d(chis)]
     for name, seq in (("local_dims", local_dims), ("chis", chis)):
         if sorted(seq) != list(seq) or len(set(seq)) != len(seq):
             raise QRGInputError(f"{name} must be strictly increasing (got {seq})")
     return local_dims, chis
+
+
+def _translation_average(C: np.ndarray, shape) -> np.ndarray:
+    """``C(r) = V^-1 Σ_n C[n, n + r]`` on the periodic lattice ``shape`` (flat indices in C)."""
+    V = int(np.prod(shape))
+    idx = np.arange(V).reshape(shape)
+    out = np.empty(shape)
+    for r in np.ndindex(*shape):
+        shifted = idx
+        for axis, s in enumerate(r):
+            shifted = np.roll(shifted, -s, axis=axis)  # shifted[n] = n + r
+        out[r] = np.mean(C[idx.ravel(), shifted.ravel()])
+    return out
 
 
 def _run_dmrg(model, psi, chi: int, *, max_sweeps: int, e_tol: float, svd_min: float):
@@ -163,7 +196,10 @@ def _run_dmrg(model, psi, chi: int, *, max_sweeps: int, e_tol: float, svd_min: f
 def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str = "hartree",
                       omega: float | None = None, conserve_parity: bool = True, max_sweeps: int = 40,
                       e_tol: float = 1e-12, svd_min: float = 1e-14, correlations: bool = True) -> dict:
-    """DMRG ground state of the periodic chain ``theory`` with truncation-error estimate.
+    """DMRG ground state of the periodic lattice ``theory`` with truncation-error estimate.
+
+    Chains are the intended use; tori in d ≥ 2 work through the same MPO (see the module
+    docstring for the ordering) while their boundary is small (4×4 at χ of a few hundred).
 
     Parameters
     ----------
@@ -187,12 +223,13 @@ def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str =
     from tenpy.networks.mps import MPS
 
     t0 = time.perf_counter()
-    N = theory.N
+    V = theory.lattice.n_sites
+    shape = tuple(theory.lattice.shape)
 
     def fresh(L):
         lb = local_basis(theory, L, basis=basis, omega=omega)
         model, pos = _make_model(theory, lb, conserve_parity)
-        psi = MPS.from_product_state(model.lat.mps_sites(), ["0"] * N, bc="finite")
+        psi = MPS.from_product_state(model.lat.mps_sites(), ["0"] * V, bc="finite")
         return lb, model, pos, psi
 
     runs = []
@@ -207,8 +244,8 @@ def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str =
         corr = None
         if correlations:
             C_mps = np.asarray(psi.correlation_function("phi", "phi"), dtype=float)
-            C = C_mps[np.ix_(pos, pos)]  # lattice ordering
-            corr = np.array([np.mean([C[n, (n + r) % N] for n in range(N)]) for r in range(N)])
+            C = C_mps[np.ix_(pos, pos)]  # lattice ordering, flat site indices
+            corr = _translation_average(C, shape)
         _, model_p, _, psi_p = fresh(local_dims[-2])
         # warm start is not possible across local bases; ramp χ to the largest value
         for chi in chis[:-1]:
@@ -224,7 +261,7 @@ def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str =
         "method": "dmrg",
         **theory.params(),
         "energy": e,
-        "energy_per_site": e / N,
+        "energy_per_site": e / V,
         "phi2": float(np.mean(phi2_sites)),
         "error_estimate": err,
         "error_chi": err_chi,
@@ -238,12 +275,12 @@ def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str =
         "max_trunc_err": runs[-1]["max_trunc_err"],
         "sweeps": [r["sweeps"] for r in runs],
         "conserve_parity": bool(conserve_parity),
-        "ordering": "folded",
+        "ordering": "folded" if theory.d == 1 else "folded per axis, lexicographic",
         **{k: v for k, v in lb.describe().items() if k != "local_dim"},
         "wall_time_s": wall,
     }
     if corr is not None:
         out["correlation"] = corr.tolist()
-        out["M2"] = float(np.sum(corr) / N)  # <M²> = N^-2 Σ_{n,m} <φ_n φ_m> = N^-1 Σ_r C(r)
+        out["M2"] = float(np.sum(corr) / V)  # <M²> = V^-2 Σ_{n,m} <φ_n φ_m> = V^-1 Σ_r C(r)
         out["rms_M"] = float(np.sqrt(max(out["M2"], 0.0)))
     return out
