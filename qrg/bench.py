@@ -274,14 +274,21 @@ def _write_results(out: pathlib.Path, result: dict) -> None:
     tmp.replace(out / "results.json")
 
 
+def _suite_method(record: dict) -> str:
+    """The suite method a record belongs to (``reference:dmrg`` → ``reference``)."""
+    return record.get("method", "").split(":")[0]
+
+
 def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, seed: int = 0, d=None, N=None,
-              resume: bool = False, log=print) -> dict:
+              resume: bool = False, retry_failed: bool = False, log=print) -> dict:
     """Run ``suite`` and write ``results.json``, ``results.md`` and the plots into ``out``.
 
     ``d``, ``N``: run only the problems with these dimensions / sizes (sequences; None = all).
     ``results.json`` is rewritten after every problem (``complete``: every problem of the suite is
     done; ``problems_done`` lists them), so a long suite can be interrupted and continued with ``resume=True``
-    (same suite, methods and seed): finished problems are kept, the others are run.
+    (same suite, methods and seed): finished problems are kept, the others are run. With
+    ``retry_failed=True`` as well, the methods that failed in a finished problem are run again
+    (the others are kept; NetKet neural gets the kept qrg run's wall time as its budget).
     """
     if isinstance(suite, str):
         if suite not in SUITES:
@@ -291,6 +298,9 @@ def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, see
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise QRGInputError(f"methods must be among {METHODS} (got {bad})")
+    if retry_failed and not resume:
+        raise QRGInputError("retry_failed (--retry-failed) needs resume (--resume): it reruns failed methods "
+                            "of a previous run in the same --out")
     problems = select_problems(suite, d=d, N=N)
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -313,15 +323,27 @@ def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, see
 
     for d_, N_, m2, lam in problems:
         label = problem_label(d_, N_, m2, lam)
+        kept = []  # records of a finished problem that stay (resume)
+        todo = methods
         if label in done:
-            log(f"[bench] {label}: done in the previous run (resume), skipped")
-            continue
+            old = [r for r in records if r.get("problem") == label]
+            failed = {_suite_method(r) for r in old if "error" in r}
+            todo = tuple(m for m in methods if m in failed) if retry_failed else ()
+            if not todo:
+                log(f"[bench] {label}: done in the previous run (resume), skipped")
+                continue
+            log(f"[bench] {label}: retrying the failed {', '.join(todo)}")
+            records = [r for r in records if not (r.get("problem") == label and "error" in r)]
+            kept = [r for r in old if "error" not in r]
+        else:
+            log(f"[bench] {label}")
         theory = Phi4.from_params(d=d_, N=N_, m2=m2, lam=lam)
         base = {"problem": label, "d": d_, "N": N_, "m2": m2, "lam": lam, "sites": theory.lattice.n_sites}
-        log(f"[bench] {label}")
-        reference = None
+        reference = next(({"energy": r["energy"], "error_estimate": r.get("energy_err", 0.0)} for r in kept
+                          if r["method"].startswith("reference") and "energy" in r), None)
+        q = next((r for r in kept if r["method"] == "qrg"), None)
         problem_records = []
-        if "reference" in methods:
+        if "reference" in todo:
             reference = _safe(run_reference, theory, suite)
             if reference is not None and "error" in reference:
                 problem_records.append({**base, "method": "reference", **reference})
@@ -333,20 +355,19 @@ def run_suite(suite: str | Suite = "quick", *, out="bench", methods=METHODS, see
                 problem_records.append(rec)
                 log(f"    reference {reference['method']}: {reference['energy']:.12g} "
                     f"± {reference.get('error_estimate', 0.0):.2g}")
-        q = None
-        if "qrg" in methods:
+        if "qrg" in todo:
             q = {**base, "method": "qrg", **_safe(run_qrg, theory, suite.qrg, seed)}
             problem_records.append(q)
         n_sites_ok = theory.lattice.n_sites <= suite.netket_max_sites
-        if "netket-gaussian" in methods and n_sites_ok:
+        if "netket-gaussian" in todo and n_sites_ok:
             problem_records.append({**base, "method": "netket-gaussian",
                                     **_safe(run_netket, theory, "gaussian", suite.netket_gaussian, seed)})
-        if "netket-neural" in methods and n_sites_ok:
+        if "netket-neural" in todo and n_sites_ok:
             budget = q["wall_time_s"] if q is not None and "energy" in q else None
             problem_records.append({**base, "method": "netket-neural",
                                     **_safe(run_netket, theory, "neural", suite.netket_neural, seed,
                                             time_budget_s=budget)})
-        annotate([r for r in problem_records if not r["method"].startswith("reference")], reference)
+        annotate([r for r in kept + problem_records if not r["method"].startswith("reference")], reference)
         for r in problem_records:
             if "energy" in r and not r["method"].startswith("reference"):
                 log(f"    {r['method']:16s} E = {r['energy']:.10g} ± {r.get('energy_err', 0):.2g}  "

@@ -113,3 +113,32 @@ def test_resume_keeps_finished_problems_and_filters(tmp_path):
     with pytest.raises(QRGInputError, match="no problem"):
         run_suite(suite, out=tmp_path, methods=("reference",), N=(64,))
     assert main(["bench", "--suite", "quick", "--N", "8,x", "--out", str(tmp_path)]) == 2
+
+
+def test_resume_retry_failed_reruns_only_the_failed_method(tmp_path):
+    problems = ((1, 4, 1.0, 6.0), (1, 3, 1.0, 0.0))
+    bad = Suite("tiny3", problems=problems, qrg={},
+                netket_gaussian={"n_iter": -1}, netket_neural={}, dmrg={})
+    methods = ("reference", "netket-gaussian")
+    first = run_suite(bad, out=tmp_path, methods=methods, log=lambda *a: None)
+    assert sum("error" in r for r in first["records"]) == 2
+    e_ref = [r["energy"] for r in first["records"] if r["method"] == "reference:ed"][0]
+    good = Suite("tiny3", problems=problems, qrg={},
+                 netket_gaussian={"n_iter": 3, "n_samples": 128, "n_eval_samples": 256}, netket_neural={}, dmrg={})
+    calls = []
+    with pytest.raises(QRGInputError, match="--resume"):
+        run_suite(good, out=tmp_path, methods=methods, retry_failed=True, log=calls.append)
+    # a plain resume keeps the failures
+    res = run_suite(good, out=tmp_path, methods=methods, resume=True, log=calls.append)
+    assert sum("error" in r for r in res["records"]) == 2 and all("skipped" in c for c in calls)
+    calls.clear()
+    res = run_suite(good, out=tmp_path, methods=methods, resume=True, retry_failed=True, log=calls.append)
+    assert not [r for r in res["records"] if "error" in r] and res["complete"]
+    assert sum("retrying the failed netket-gaussian" in c for c in calls) == 2
+    assert not any(c.strip().startswith("reference") for c in calls)  # the references were kept, not rerun
+    refs = [r for r in res["records"] if r["method"].startswith("reference")]
+    assert len(refs) == 2 and refs[0]["energy"] == e_ref
+    nkg = [r for r in res["records"] if r["method"] == "netket-gaussian"]
+    assert len(nkg) == 2 and all("rel_error" in r for r in nkg)  # annotated against the kept reference
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["records"]) == 4

@@ -22,6 +22,8 @@ def add_parser(sub) -> None:
     p.add_argument("--N", default=None, help="only problems of these sizes, comma-separated (e.g. 8,16)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run in --out (finished problems are kept, not rerun)")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="with --resume: rerun the methods that failed in finished problems, keeping the rest")
     p.set_defaults(run=run)
 
 
@@ -32,7 +34,8 @@ def run(args) -> int:
     if not methods:
         raise QRGInputError("--methods must name at least one method")
     result = run_suite(args.suite, out=args.out, methods=methods, seed=args.seed, d=_int_list("--d", args.d),
-                       N=_int_list("--N", args.N), resume=args.resume)
+                       N=_int_list("--N", args.N), resume=args.resume,
+                       retry_failed=args.retry_failed)
     status = "" if result["complete"] else " (suite not complete: rerun with --resume and the other sizes)"
     print(f"wrote {args.out}/results.json, results.md and plots ({result['total_wall_time_s']:.0f} s){status}")
     return 0
