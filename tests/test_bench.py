@@ -25,6 +25,10 @@ def test_annotate_relative_error_and_variational_winner():
     recs = [{"method": "qrg", "energy": 10.0, "energy_err": 0.03, "energy_sys": 0.04}]
     annotate(recs, {"energy": 9.9})
     np.testing.assert_allclose(recs[0]["rel_error_sigma"], 0.05 / 9.9)
+    # so does the reference's own truncation estimate
+    recs = [{"method": "qrg", "energy": 10.0, "energy_err": 0.03}]
+    annotate(recs, {"energy": 9.9, "error_estimate": 0.04})
+    np.testing.assert_allclose(recs[0]["rel_error_sigma"], 0.05 / 9.9)
     recs = [{"method": "a", "energy": 10.1}, {"method": "b", "energy": 10.0}]
     annotate(recs, None)
     assert recs[1]["is_best"] and not recs[0]["is_best"] and abs(recs[0]["delta_vs_best"] - 0.1) < 1e-12
