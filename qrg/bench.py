@@ -421,7 +421,8 @@ def markdown_table(result: dict) -> str:
              f"Machine: {result['machine']['platform']}, {result['machine']['cpu_count']} CPUs; "
              f"date {result['machine']['date']}; versions {result['machine']['versions']}.", "",
              "Errors are statistical (1σ); qrg's ⊕ term is its ODE-discretisation systematic (step doubling, "
-             "qrg.solver.discretisation_check), combined in quadrature into σ where σ is used.", "",
+             "qrg.solver.discretisation_check), combined in quadrature into σ where σ is used; the σ of a "
+             "relative error also includes the reference's truncation estimate.", "",
              "| problem | method | energy ± err | rel. error (σ) or Δ vs best | Var(E_loc) | wall s | s/iter |",
              "|---|---|---|---|---|---|---|"]
     for r in result["records"]:
