@@ -29,7 +29,8 @@ previous L; ``error_estimate = |E(χ_max, L) − E(χ_prev, L)| + |E(χ_max, L) 
 
 Observables: ``phi2`` = <φ_n²> (site average), the translation-averaged two-point function
 ``correlation[r] = V^-1 Σ_n <φ_n φ_{n+r}>`` (r = 0 … N−1 on a chain, an N×…×N array of
-displacements in d ≥ 2), and ``M2`` = <M²> with ``M = V^-1 Σ_n φ_n`` the lattice mean field (<M> = 0 by the φ → −φ symmetry, so <M²> and
+displacements in d ≥ 2), and ``M2`` = <M²> with ``M = V^-1 Σ_n φ_n`` the lattice mean field
+(<M> = 0 by the φ → −φ symmetry, so <M²> and
 ``rms_M`` = sqrt(<M²>) are the <|M|>-type observables reported).
 """
 
@@ -199,7 +200,7 @@ def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str =
     """DMRG ground state of the periodic lattice ``theory`` with truncation-error estimate.
 
     Chains are the intended use; tori in d ≥ 2 work through the same MPO (see the module
-    docstring for the ordering) while their boundary is small (4×4 at χ of a few hundred).
+    docstring for the ordering) while their boundary is small (4×4: χ = 128 gives ~2e-5, ~45 min).
 
     Parameters
     ----------
