@@ -55,7 +55,8 @@ METHODS = {"exact": _exact, "ed": _ed, "dmrg": _dmrg}
 def add_parser(sub) -> None:
     p = sub.add_parser("reference", help="print a reference ground-state energy as JSON")
     add_theory_args(p)
-    p.add_argument("--method", default="exact", help="exact (free theory), ed (tiny lattices), dmrg (chains; small tori such as 4x4)")
+    p.add_argument("--method", default="exact",
+                   help="exact (free theory), ed (tiny lattices), dmrg (chains; small tori such as 4x4)")
     p.add_argument("--local-dim", type=int, default=None, help="ed/dmrg: states per site (largest of the sequence)")
     p.add_argument("--local-dims", default=None, help="ed/dmrg: increasing comma-separated local dimensions")
     p.add_argument("--chi", type=int, default=None, help="dmrg: largest bond dimension (runs chi/2, chi)")
