@@ -4,7 +4,7 @@
 
 RUN_DIR is the ``--out`` directory of a ``qrg solve`` run (its checkpoint). Draws ``--n`` fresh
 samples, and prints Var(e_ibp), Var(e_cv) with the quadratic features only, with the local
-(quadratic and quartic) ones, and with all features of ``qrg.energy.stein_features`` (adding the
+(quadratic and quartic) ones, and with all features of ``qrg.groundstate.estimators.stein_features`` (adding the
 collective S = Σφ ones), with the cross-fitted estimates ± errors.
 """
 
@@ -17,10 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import qrg  # noqa: F401  (float64)
-from qrg.checkpoint import load_checkpoint
-from qrg.config import SolveConfig
-from qrg.energy import control_variate_energy, ibp_energy, stein_features
-from qrg.solver import build_flow
+from qrg.groundstate import load_run
+from qrg.groundstate.estimators import control_variate_energy, ibp_energy, stein_features
 
 
 def main(argv=None):
@@ -30,11 +28,8 @@ def main(argv=None):
     p.add_argument("--n-steps", type=int, default=32, help="ODE steps of the sampling solve")
     p.add_argument("--seed", type=int, default=10)
     args = p.parse_args(argv)
-    ck = load_checkpoint(args.run_dir)
-    cfg = SolveConfig(**{k: v for k, v in ck["config"].items() if k in SolveConfig.field_names()})
-    theory = cfg.theory()
-    params = jax.tree_util.tree_map(jnp.asarray, ck["params"])
-    flow = build_flow(theory, cfg, n_steps=args.n_steps)
+    run = load_run(args.run_dir, n_steps=args.n_steps)
+    theory, flow, params = run.theory, run.flow, run.params
     phis, scores = [], []
     for i, start in enumerate(range(0, args.n, 4096)):
         phi, _, g = flow.sample(params, jax.random.PRNGKey(args.seed + i), min(4096, args.n - start))

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 import qrg
-from qrg.solver import solve
+from qrg import solve
 from qrg.models import GaussianBridge
 
 

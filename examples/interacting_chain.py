@@ -11,7 +11,7 @@ a baseline is available for the same parameters.
 import argparse
 
 import qrg
-from qrg.solver import solve
+from qrg import solve
 
 
 def main():

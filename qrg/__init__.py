@@ -39,8 +39,7 @@ from .models import Composite, EFTScore, GaussianBridge, KernelNet, ScoreModel, 
 __all__ += ["ProbabilityFlow", "ScoreModel", "GaussianBridge", "EFTScore", "KernelNet", "Composite", "make_model"]
 
 # the Section 6 ground-state solver (design §3.3)
-from .energy import EnergyStats, estimate_energy
-from .solver import SolveConfig, SolveResult, solve
+from .groundstate import EnergyStats, SolveConfig, SolveResult, estimate_energy, solve
 from .stats import Stats, statistics
 
 __all__ += ["solve", "SolveConfig", "SolveResult", "estimate_energy", "EnergyStats", "Stats", "statistics"]

@@ -83,9 +83,22 @@ class Lattice:
         """p̂² = Σ_i (4/a²) sin²(k_i a/2): eigenvalues of −Δ, shape ``lattice.shape``."""
         return np.sum((4.0 / self.a**2) * np.sin(self.momenta * self.a / 2.0) ** 2, axis=0)
 
-    def mode_multiplicity(self) -> np.ndarray:
-        """All ones: every k in Z_N^d is one real-space degree of freedom of the covariance."""
-        return np.ones(self.shape)
+    def momentum_shells(self) -> tuple[np.ndarray, int]:
+        """(index of every momentum into the distinct values of p̂², number of such shells).
+
+        Shells are sorted by p̂²; values equal to 1e-10 relative (to max(p̂²_max, 1)) are one shell.
+        A Fourier-diagonal operator c(k) = c̄[shell(k)] is a function of p̂² only, hence invariant
+        under translations, the hypercubic group and k → −k (real in real space).
+        """
+        scale = max(float(np.max(self.phat2)), 1.0)
+        _, inverse = np.unique(np.round(self.phat2 / scale, 10).ravel(), return_inverse=True)
+        inverse = inverse.reshape(self.shape)
+        return inverse, int(inverse.max()) + 1
+
+    def momentum_shell_masks(self) -> np.ndarray:
+        """Indicator masks (n_shells,) + shape of the momenta of each shell of :meth:`momentum_shells`."""
+        index, n = self.momentum_shells()
+        return np.stack([index == s for s in range(n)]).astype(float)
 
     # ------------------------------------------------------------------ fields
     def check_field(self, phi, name: str = "phi"):

@@ -84,11 +84,6 @@ class Phi4:
     def is_free(self) -> bool:
         return self.lam == 0.0
 
-    @property
-    def has_z2_symmetry(self) -> bool:
-        """H is invariant under φ → −φ (always, for this theory)."""
-        return True
-
     def params(self) -> dict:
         return {"d": self.d, "N": self.N, "a": self.a, "m2": self.m2, "lam": self.lam}
 

@@ -7,7 +7,7 @@ import pytest
 
 from qrg import QRGInputError
 from qrg.cli import main
-from qrg.config import SolveConfig
+from qrg.groundstate import SolveConfig
 
 TINY = ["--N", "4", "--lam", "0", "--model", "gaussian", "--steps", "4", "--batch", "8", "--n-steps", "4",
         "--eval-n-steps", "8", "--eval-batch", "64", "--no-progress"]

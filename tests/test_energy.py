@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qrg import FourierGaussian, Lattice, Phi4, QRGInputError
-from qrg.energy import (
+from qrg.groundstate.estimators import (
     energy_of_distribution,
     estimate_energy,
     laplacian_exact,
@@ -30,14 +30,13 @@ def test_exact_free_ground_state(key, d, N, a):
     e0 = theory.free_ground_energy()
     st = energy_of_distribution(theory, theory.free_ground_state(), key, 4000, laplacian="exact")
     # ibp estimator: unbiased, fluctuates
-    assert abs(st.energy.mean - e0) < K_SIGMA * st.energy.err
-    assert st.energy.err > 0
+    assert abs(st.ibp.mean - e0) < K_SIGMA * st.ibp.err
+    assert st.ibp.err > 0
     # local energy: constant = E0 at the exact eigenstate (zero-variance principle)
-    assert st.local_energy.variance < 1e-20
-    assert abs(st.local_energy.mean - e0) < 1e-10 * max(1.0, e0)
+    assert st.local.variance < 1e-20
+    assert abs(st.local.mean - e0) < 1e-10 * max(1.0, e0)
     # <φ²>
     assert abs(st.phi2.mean - theory.free_phi2()) < K_SIGMA * st.phi2.err
-    assert st.energy_per_site == pytest.approx(st.energy.mean / theory.lattice.n_sites)
 
 
 def test_laplacian_exact_matches_dense_hessian(key):
@@ -75,7 +74,7 @@ def test_wrong_gaussian_both_estimators_agree_and_are_variational(key, laplacian
     st = energy_of_distribution(theory, dist, key, 6000, laplacian=laplacian)
     exact_e = gaussian_energy(theory, wrong)
     assert exact_e > e0
-    e_ibp, e_loc = st.energy, st.local_energy
+    e_ibp, e_loc = st.ibp, st.local
     assert abs(e_ibp.mean - exact_e) < K_SIGMA * e_ibp.err
     assert abs(e_loc.mean - exact_e) < K_SIGMA * e_loc.err
     assert abs(e_ibp.mean - e_loc.mean) < K_SIGMA * np.hypot(e_ibp.err, e_loc.err)
@@ -93,8 +92,8 @@ def test_interacting_energy_of_gaussian_matches_wick(key):
     phi2 = np.sum(c) / lat.n_sites
     w2 = lat.phat2 + theory.m2
     exact_e = float(np.sum(1.0 / (8 * c) + 0.5 * w2 * c) + lat.n_sites * theory.lam / 24 * 3 * phi2**2)
-    assert abs(st.energy.mean - exact_e) < K_SIGMA * st.energy.err
-    assert abs(st.local_energy.mean - exact_e) < K_SIGMA * st.local_energy.err
+    assert abs(st.ibp.mean - exact_e) < K_SIGMA * st.ibp.err
+    assert abs(st.local.mean - exact_e) < K_SIGMA * st.local.err
 
 
 def test_local_energy_formula_by_hand():
@@ -127,14 +126,14 @@ def test_bad_input(key):
 @pytest.mark.parametrize("d,N", [(1, 8), (2, 4)])
 def test_stein_features_have_zero_mean(key, d, N):
     """E_p[g·∇f + Δf] = 0 for the exact score g of p (here a non-free Gaussian)."""
-    from qrg.energy import momentum_shells, stein_features
+    from qrg.groundstate.estimators import stein_features
 
     lat = Lattice(d, N, 1.0)
     c = 1.0 / (2.0 * np.sqrt(lat.phat2 + 0.7)) * (1.0 + 0.3 * np.cos(np.sqrt(lat.phat2)))
     dist = FourierGaussian(lat, jnp.asarray(c))
     phi = dist.sample(key, (20000,))
     h = np.asarray(stein_features(lat, phi, dist.score(phi)))
-    assert h.shape == (20000, momentum_shells(lat).shape[0] + 2 + 2 * min(3, N // 2) + 3)
+    assert h.shape == (20000, lat.momentum_shells()[1] + 2 + 2 * min(3, N // 2) + 3)
     z = h.mean(axis=0) / (h.std(axis=0, ddof=1) / np.sqrt(h.shape[0]))
     assert np.all(np.abs(z) < K_SIGMA), z
     # and they are not trivially zero: a wrong score breaks the identity
@@ -148,9 +147,9 @@ def test_control_variates_are_exact_at_the_free_ground_state(key):
     theory = Phi4.chain(8, m2=0.8, lam=0.0)
     e0 = theory.free_ground_energy()
     st = energy_of_distribution(theory, theory.free_ground_state(), key, 512, laplacian="none")
-    assert st.energy.variance > 0.1  # the plain estimator fluctuates
+    assert st.ibp.variance > 0.1  # the plain estimator fluctuates
     # zero up to the 1e-10 relative ridge of the least-squares fit
-    assert st.cv_energy.variance < 1e-15 * st.energy.variance and abs(st.cv_energy.mean - e0) < 1e-10 * e0
+    assert st.cv.variance < 1e-15 * st.ibp.variance and abs(st.cv.mean - e0) < 1e-10 * e0
 
 
 def test_control_variates_unbiased_and_smaller_error_for_interacting_gaussian(key):
@@ -165,15 +164,14 @@ def test_control_variates_unbiased_and_smaller_error_for_interacting_gaussian(ke
     errs = []
     for i in range(3):
         st = energy_of_distribution(theory, dist, jax.random.fold_in(key, i), 4000, laplacian="none")
-        cv = st.cv_energy
+        cv = st.cv
         assert abs(cv.mean - exact_e) < K_SIGMA * cv.err, (cv, exact_e)
-        errs.append(cv.err / st.energy.err)
+        errs.append(cv.err / st.ibp.err)
     assert max(errs) < 0.1, errs
 
 
 def test_control_variate_fit_from_moments_matches_least_squares():
-    from qrg.energy import fit_control_variates
-    from qrg.solver import ControlVariateFit
+    from qrg.groundstate.estimators import ControlVariateFit, fit_control_variates
 
     rng = np.random.default_rng(0)
     h = rng.normal(size=(300, 4))
@@ -186,7 +184,7 @@ def test_control_variate_fit_from_moments_matches_least_squares():
     np.testing.assert_allclose(fit.coef, [0.5, -1.0, 0.0, 3.0], atol=0.01)
     np.testing.assert_allclose(fit_control_variates(e, h), [0.5, -1.0, 0.0, 3.0], atol=0.01)
     with pytest.raises(QRGInputError, match="needs at least"):
-        from qrg.energy import control_variate_energy
+        from qrg.groundstate.estimators import control_variate_energy
 
         control_variate_energy(e[:8], h[:8])
 
@@ -194,13 +192,13 @@ def test_control_variate_fit_from_moments_matches_least_squares():
 @pytest.mark.parametrize("d,N", [(1, 7), (2, 4)])
 def test_stein_features_match_autodiff(key, d, N):
     """The hand-written g·∇f + Δf of every feature against jax.grad / jax.hessian of f itself."""
-    from qrg.energy import momentum_shells, stein_features
+    from qrg.groundstate.estimators import stein_features
 
     lat = Lattice(d, N, 1.0)
     k1, k2 = jax.random.split(key)
     phi = jax.random.normal(k1, (3,) + lat.shape)
     g = jax.random.normal(k2, (3,) + lat.shape)
-    masks = momentum_shells(lat)
+    masks = lat.momentum_shell_masks()
     fs = [lambda x, m=m: 0.5 * jnp.sum(x * lat.apply_diagonal(x, m)) for m in masks]
     fs += [lambda x: 0.25 * jnp.sum(x**4), lambda x: jnp.sum(x**6) / 6.0]
     for r in range(1, min(3, N // 2) + 1):

@@ -7,7 +7,7 @@ import pytest
 
 import qrg
 from qrg.models import Composite, EFTScore, GaussianBridge, KernelNet, make_model
-from qrg.models.base import hypercubic_orbits, phat2_classes
+from qrg.models.base import hypercubic_orbits
 
 LATTICES = [(1, 5), (2, 3)]
 MODEL_NAMES = ["gaussian", "eft", "kernel", "default", "default_collective"]
@@ -98,7 +98,7 @@ def test_orbits_and_shells():
     assert orbits[0, 1] == orbits[1, 0] == orbits[0, 3] == orbits[3, 0]
     assert orbits[1, 2] == orbits[2, 1] == orbits[3, 2] == orbits[2, 3]
     assert orbits[1, 1] != orbits[0, 2]
-    classes, n_cls = phat2_classes(lat)
+    classes, n_cls = lat.momentum_shells()
     assert n_cls == len(np.unique(np.round(lat.phat2, 10)))
     chain_orbits, n_chain = hypercubic_orbits(qrg.Lattice(1, 8))
     assert n_chain == 5 and chain_orbits[3] == chain_orbits[5]

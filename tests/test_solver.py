@@ -10,13 +10,16 @@ import pytest
 
 import qrg
 from qrg import FourierGaussian, Phi4, QRGInputError
-from qrg.checkpoint import load_checkpoint
-from qrg.config import SolveConfig
-from qrg.energy import energy_of_distribution
+from qrg.groundstate import SolveConfig, solve
+from qrg.groundstate.estimators import energy_of_distribution
+from qrg.hartree import hartree_variance
 from qrg.models import GaussianBridge
+from qrg.optim import read_meta
+from qrg.optim.loop import MAX_CONSECUTIVE_FAILURES
 from qrg.rg import make_scheme
-from qrg.solver import (build_flow, discretisation_check, energy_objective, hartree_variance, rg_consistency_loss,
-                        solve)
+from qrg.groundstate.ansatz import build_flow
+from qrg.groundstate.evaluation import discretisation_check
+from qrg.groundstate.objective import energy_objective, rg_consistency_loss
 
 K_SIGMA = 5.0
 
@@ -84,7 +87,7 @@ def test_free_chain_gaussian_bridge_reaches_exact_ground_state():
     assert res.estimator in ("local", "cv")  # a zero-variance estimator is reported
     rel = abs(res.energy.mean - e0) / e0
     assert rel < 1e-6, rel
-    for est in (res.stats.local_energy, res.stats.cv_energy):  # both are exact at the exact state
+    for est in (res.stats.local, res.stats.cv):  # both are exact at the exact state
         assert abs(est.mean - e0) / e0 < 1e-6 and est.variance < 1e-8
     assert res.variance < 1e-8
     # variational principle: never below E0 beyond the error bar (+ solver tolerance ~1e-9)
@@ -109,7 +112,7 @@ def test_single_site_anharmonic_oscillator():
     assert e_gauss - res.energy.mean > K_SIGMA * res.energy.err
     gauss = FourierGaussian(theory.lattice, jnp.asarray([s2]))
     g_stats = energy_of_distribution(theory, gauss, jax.random.PRNGKey(0), 8192)
-    assert abs(g_stats.local_energy.mean - e_gauss) < K_SIGMA * g_stats.local_energy.err
+    assert abs(g_stats.local.mean - e_gauss) < K_SIGMA * g_stats.local.err
     assert res.variance < 0.1 * g_stats.variance
 
 
@@ -141,9 +144,11 @@ def test_hartree_start_is_the_best_gaussian(m2, lam):
 
 # ---------------------------------------------------------------------------- ODE discretisation
 def test_solver_orders_match_diffrax():
-    from qrg.flow import SOLVER_ORDER, SOLVERS
+    from qrg.flow import SOLVERS
 
-    assert {name: cls().order(None) for name, cls in SOLVERS.items()} == SOLVER_ORDER
+    for name in SOLVERS:
+        spec = SOLVERS.get(name)
+        assert spec.make().order(None) == spec.order, name
 
 
 def test_discretisation_check_predicts_the_bias_of_a_coarse_solve(key):
@@ -206,8 +211,7 @@ def test_checkpoint_resume_is_bit_for_bit(tmp_path, straight_run):
 
     with pytest.raises(Interrupt):
         solve(theory, out=tmp_path / "b", checkpoint_every=3, callback=stop_after_3, **_tiny(theory))
-    ck = load_checkpoint(tmp_path / "b")
-    assert ck["step"] == 3
+    assert read_meta(tmp_path / "b")["step"] == 3
     resumed = solve(theory, out=tmp_path / "b", checkpoint_every=3, resume=True, **_tiny(theory))
     for x, y in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
         assert np.array_equal(np.asarray(x), np.asarray(y))
@@ -240,9 +244,9 @@ def test_nan_recovery_restores_state_and_halves_lr(tmp_path, straight_run):
 def test_persistent_nan_stops_with_last_good_state():
     res = solve(TINY_THEORY, inject_nan_at=range(1, 100), **_tiny(TINY_THEORY, steps=40))
     assert res.status == "diverged"
-    assert len(res.events) == qrg.solver.MAX_CONSECUTIVE_FAILURES
+    assert len(res.events) == MAX_CONSECUTIVE_FAILURES
     assert math.isfinite(res.energy.mean) and len(res.history) == 1
-    assert res.steps_done == 1 + qrg.solver.MAX_CONSECUTIVE_FAILURES
+    assert res.steps_done == 1 + MAX_CONSECUTIVE_FAILURES
 
 
 def test_rg_consistency_term_and_sampling_along_the_flow(key):

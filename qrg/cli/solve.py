@@ -14,23 +14,30 @@ import pathlib
 import sys
 
 from .._validation import QRGInputError
-from ..config import ADJOINTS, CONTROL_VARIATES, LAPLACIANS, MODELS, OPTIMIZERS, SCHEMES, SOLVERS, SolveConfig
+from ..flow import ADJOINTS, INTEGRATORS, SOLVERS
+from ..groundstate.config import CONTROL_VARIATES, SolveConfig
+from ..groundstate.estimators import LAPLACIANS
+from ..models import MODELS
+from ..optim import OPTIMIZERS
+from ..rg import SCHEMES
 from . import add_theory_args
 
 # flag -> config field (beyond --d --N --a --m2 --lam)
 _FLAGS = {
-    "model": dict(choices=[m for m in MODELS if m != "custom"], help="score model (default: 'default')"),
-    "scheme": dict(choices=SCHEMES, help="RG scheme (default: carosso)"),
+    "model": dict(choices=MODELS.names(), help="score model (default: 'default')"),
+    "scheme": dict(choices=SCHEMES.names(), help="RG scheme (default: carosso)"),
     "M": dict(type=float, help="scheme mass M > 0 (default 1)"),
     "T": dict(type=float, help="prior time T (default 1)"),
-    "solver": dict(choices=SOLVERS, help="ODE solver (default rk4)"),
+    "solver": dict(choices=SOLVERS.names(), help="ODE solver (default rk4)"),
     "n_steps": dict(type=int, help="fixed ODE steps in training (0 = adaptive; default 16)"),
     "eval_n_steps": dict(type=int, help="ODE steps of the final evaluation (default 32)"),
-    "adjoint": dict(choices=ADJOINTS, help="gradient through the ODE (default recursive)"),
+    "adjoint": dict(choices=[a for a in ADJOINTS if ADJOINTS.get(a).reverse_mode],
+                    help="gradient through the ODE (default recursive)"),
+    "integrator": dict(choices=INTEGRATORS.names(), help="plain or exponential (integrating factor; default plain)"),
     "steps": dict(type=int, help="optimisation steps"),
     "batch": dict(type=int, help="samples per step"),
     "seed": dict(type=int, help="PRNG seed"),
-    "optimizer": dict(choices=OPTIMIZERS, help="optimiser (default adam)"),
+    "optimizer": dict(choices=OPTIMIZERS.names(), help="optimiser (default adam)"),
     "lr": dict(type=float, help="peak learning rate"),
     "lr_final": dict(type=float, help="final / peak learning rate of the cosine schedule"),
     "beta_rg": dict(type=float, help="weight of the RG-consistency term (default 0)"),
@@ -40,7 +47,7 @@ _FLAGS = {
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
     "systematic_batch": dict(type=int, help="paired samples of the ODE step-doubling error estimate "
                              "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
-    "laplacian": dict(choices=LAPLACIANS, help="Δ log p for E_loc: exact / hutchinson / auto"),
+    "laplacian": dict(choices=LAPLACIANS.names(), help="Δ log p for E_loc: exact / hutchinson / auto / none"),
     "checkpoint_every": dict(type=int, help="checkpoint every K steps (0 = at the end only)"),
 }
 
@@ -66,7 +73,7 @@ def resolve_config(args) -> SolveConfig:
 
 
 def run(args) -> int:
-    from ..solver import solve
+    from ..groundstate import solve
 
     cfg = resolve_config(args)
     if args.print_config:

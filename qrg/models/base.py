@@ -31,8 +31,14 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from .._validation import QRGInputError
 from ..lattice import Lattice
+from ..registry import Registry
 from ..rg.base import RGScheme
+
+#: score models by name; each member is a factory ``(lattice, scheme, **options) -> ScoreModel``
+#: with ``options`` the model's own fields (see :func:`qrg.models.make_model`)
+MODELS: Registry = Registry("score model")
 
 
 def weight_diagonal(lattice: Lattice, weight) -> jnp.ndarray | float:
@@ -69,20 +75,6 @@ def hypercubic_orbits(lattice: Lattice) -> tuple[np.ndarray, int]:
     return inverse, int(inverse.max()) + 1
 
 
-def phat2_classes(lattice: Lattice) -> tuple[np.ndarray, int]:
-    """Index of every momentum k into the distinct values of p̂² (rounded to 1e-10 relative).
-
-    A Fourier-diagonal operator c(k) = c̄[class(k)] is a function of p̂² only, hence invariant
-    under translations (any diagonal operator is), the hypercubic group and k → −k (real).
-    """
-    p2 = lattice.phat2
-    scale = max(float(np.max(p2)), 1.0)
-    key = np.round(p2 / scale, 10)
-    _, inverse = np.unique(key.ravel(), return_inverse=True)
-    inverse = inverse.reshape(lattice.shape)
-    return inverse, int(inverse.max()) + 1
-
-
 def default_variance0(lattice: Lattice) -> np.ndarray:
     """Default t = 0 covariance: the free ground state of mass 1, C_0(k) = 1/(2 a^d sqrt(p̂² + 1))."""
     return 1.0 / (2.0 * lattice.volume_element * np.sqrt(lattice.phat2 + 1.0))
@@ -90,8 +82,6 @@ def default_variance0(lattice: Lattice) -> np.ndarray:
 
 def as_variance_tuple(lattice: Lattice, variance0, name: str = "variance0"):
     """Validate an initial C_0 (array of shape lattice.shape, > 0, even in k) and freeze it as a tuple."""
-    from .._validation import QRGInputError
-
     if variance0 is None:
         return None
     arr = np.asarray(variance0, dtype=float)
@@ -145,6 +135,8 @@ class ScoreModel(nn.Module):
 
     lattice: Lattice
     scheme: RGScheme
+    #: initial / reference C_0 eigenvalues (flattened, fftn order; None = :func:`default_variance0`)
+    init_variance0: tuple | None = None
     #: True if ``score_and_divergence`` accepts a circulant ``weight`` W and returns the exact
     #: tr(W J_s): needed by schemes whose diffusion rate B(t) is not a multiple of 1 (Polchinski).
     supports_weighted_trace: ClassVar[bool] = False
@@ -160,8 +152,29 @@ class ScoreModel(nn.Module):
         """Fourier eigenvalues C_T of the Gaussian the model's linear part implies at time T."""
         raise NotImplementedError(f"{type(self).__name__} must implement prior_variance")
 
+    def reference_variance0(self) -> np.ndarray:
+        """The C_0 eigenvalues (shape lattice.shape) the model was built with, or the default."""
+        if self.init_variance0 is None:
+            return default_variance0(self.lattice)
+        return np.asarray(self.init_variance0, dtype=float).reshape(self.lattice.shape)
+
     def score(self, phi, t):
         return self.score_and_divergence(phi, t)[0]
 
     def divergence(self, phi, t, weight=None):
         return self.score_and_divergence(phi, t, weight)[1]
+
+    # ------------------------------------------------------------------ construction by name
+    @classmethod
+    def options(cls) -> tuple[str, ...]:
+        """Keyword options of :meth:`create` (``variance0`` and the model's own fields)."""
+        skip = {"lattice", "scheme", "parent", "name", "init_variance0"}
+        return ("variance0",) + tuple(f for f in cls.__dataclass_fields__ if f not in skip)
+
+    @classmethod
+    def create(cls, lattice, scheme, variance0=None, **options):
+        """The model on ``lattice``/``scheme`` with initial Gaussian C_0 = ``variance0`` (None: default)."""
+        unknown = sorted(set(options) - set(cls.options()))
+        if unknown:
+            raise QRGInputError(f"unknown options {unknown} for {cls.__name__}; allowed: {sorted(cls.options())}")
+        return cls(lattice, scheme, init_variance0=as_variance_tuple(lattice, variance0), **options)

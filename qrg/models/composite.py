@@ -12,7 +12,9 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from .._validation import QRGInputError
-from .base import ScoreModel
+from .base import MODELS, ScoreModel
+from .gaussian_bridge import GaussianBridge
+from .kernel_net import KernelNet
 
 
 class Composite(ScoreModel):
@@ -42,3 +44,17 @@ class Composite(ScoreModel):
 
     def prior_variance(self, T):
         return self.members[0].prior_variance(T)
+
+
+@MODELS.register("default")
+def default_model(lattice, scheme, variance0=None, **kernel_options) -> Composite:
+    """The default score model: ``GaussianBridge(variance0) + KernelNet(**kernel_options)``.
+
+    The bridge carries the Gaussian part (and the prior); the kernel network starts as a small
+    correction (its own reference C_0 is the default one).
+    """
+    bridge = GaussianBridge.create(lattice, scheme, variance0)
+    return Composite(lattice, scheme, members=(bridge, KernelNet.create(lattice, scheme, **kernel_options)))
+
+
+default_model.options = lambda: ("variance0",) + tuple(o for o in KernelNet.options() if o != "variance0")

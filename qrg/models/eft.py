@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import QRGInputError
-from .base import ScoreModel, TimeMLP, as_variance_tuple, default_variance0, weight_diagonal
+from .base import MODELS, ScoreModel, TimeMLP, weight_diagonal
 from .kernel_net import KernelNet, convolve_features
 
 RIDGE = 1e-12
@@ -49,6 +49,7 @@ def _softplus_inverse(y):
     return float(np.log(np.expm1(y)))
 
 
+@MODELS.register("eft")
 class EFTScore(ScoreModel):
     """Σ_i f_i(t) g_i(φ) with g = (Δφ, φ, φ³) plus an orthogonally projected kernel-net residual."""
 
@@ -62,7 +63,6 @@ class EFTScore(ScoreModel):
     out_scale: float = 1e-3
     n_sin: int = 4
     base_frequency: float = 0.75
-    init_variance0: tuple | None = None
 
     @classmethod
     def create(cls, lattice, scheme, variance0=None, **kw):
@@ -72,13 +72,11 @@ class EFTScore(ScoreModel):
                 f"{lattice.n_sites}): on fewer sites Δφ, φ, φ³ are linearly dependent and the projection "
                 "is singular; use residual=False or model 'default'"
             )
-        return cls(lattice, scheme, init_variance0=as_variance_tuple(lattice, variance0), **kw)
+        return super().create(lattice, scheme, variance0, **kw)
 
     def _reference_fit(self):
         """(c_1, c_0): least-squares fit of the reference bridge precision C_τ^-1(k) by c_1 p̂² + c_0."""
-        c0 = default_variance0(self.lattice) if self.init_variance0 is None else np.asarray(
-            self.init_variance0
-        ).reshape(self.lattice.shape)
+        c0 = self.reference_variance0()
         with jax.ensure_compile_time_eval():  # static numbers, also when traced inside jit
             c_tau = np.asarray(self.scheme.bridge_variance(self.time_scale, jnp.asarray(c0)))
         p2 = self.lattice.phat2.ravel()

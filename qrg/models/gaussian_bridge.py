@@ -19,9 +19,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from .base import ScoreModel, as_variance_tuple, default_variance0, phat2_classes, weighted_trace_diagonal
+from .base import MODELS, ScoreModel, weighted_trace_diagonal
 
 
+@MODELS.register("gaussian")
 class GaussianBridge(ScoreModel):
     """Linear score −C_t^-1 φ with learnable C_0(p̂²) > 0.
 
@@ -32,18 +33,11 @@ class GaussianBridge(ScoreModel):
 
     supports_weighted_trace = True
 
-    init_variance0: tuple | None = None
 
-    @classmethod
-    def create(cls, lattice, scheme, variance0=None, **kw):
-        return cls(lattice, scheme, init_variance0=as_variance_tuple(lattice, variance0), **kw)
 
     def setup(self):
-        classes, n_classes = phat2_classes(self.lattice)
-        if self.init_variance0 is None:
-            c0 = default_variance0(self.lattice)
-        else:
-            c0 = np.asarray(self.init_variance0, dtype=float).reshape(self.lattice.shape)
+        classes, n_classes = self.lattice.momentum_shells()
+        c0 = self.reference_variance0()
         # initial value per p̂² shell: mean of log C_0 over the shell (exact for a function of p̂²)
         counts = np.bincount(classes.ravel(), minlength=n_classes)
         init = np.bincount(classes.ravel(), weights=np.log(c0).ravel(), minlength=n_classes) / counts

@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from .base import ScoreModel, TimeMLP, as_variance_tuple, default_variance0, hypercubic_orbits
+from .base import MODELS, ScoreModel, TimeMLP, hypercubic_orbits
 
 
 def orbit_fourier_matrix(lattice) -> np.ndarray:
@@ -76,6 +76,7 @@ def convolve_features(lattice, phi, kernel_ft, omega, weight=None):
     return s, jnp.sum(coeff * jnp.sum(df, axis=axes))
 
 
+@MODELS.register("kernel")
 class KernelNet(ScoreModel):
     """Translation/point-group equivariant, odd, time-dependent kernel network with exact divergence."""
 
@@ -88,12 +89,8 @@ class KernelNet(ScoreModel):
     n_freq: int = 4
     time_scale: float = 1.0
     out_scale: float = 1e-3
-    init_variance0: tuple | None = None
     collective: bool = False
 
-    @classmethod
-    def create(cls, lattice, scheme, variance0=None, **kw):
-        return cls(lattice, scheme, init_variance0=as_variance_tuple(lattice, variance0), **kw)
 
     @property
     def n_features(self) -> int:
@@ -114,10 +111,6 @@ class KernelNet(ScoreModel):
         """W_{j,o}(t): kernel value of feature j on displacement orbit o, shape (n_features, n_orbits)."""
         w = self._time_weights(t)
         return w[:, :-1] if self.collective else w
-
-    def collective_weights(self, t):
-        """b_j(t) of the collective channel h(M, t) = Σ_j b_j(t) f_j(M), shape (n_features,)."""
-        return self._time_weights(t)[:, -1]
 
     def kernel_spectra(self, t, weights=None):
         """(ŵ_j(k, t) of shape (n_features,) + lattice.shape, base frequency ω); ``weights``: the
@@ -142,7 +135,4 @@ class KernelNet(ScoreModel):
         return s + h, div + dh
 
     def prior_variance(self, T):
-        c0 = default_variance0(self.lattice) if self.init_variance0 is None else np.asarray(
-            self.init_variance0
-        ).reshape(self.lattice.shape)
-        return self.scheme.bridge_variance(T, jnp.asarray(c0))
+        return self.scheme.bridge_variance(T, jnp.asarray(self.reference_variance0()))

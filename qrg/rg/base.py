@@ -30,6 +30,7 @@ import numpy as np
 from .._validation import QRGInputError, check_int, check_time
 from ..gaussian import FourierGaussian
 from ..lattice import Lattice
+from ..registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +67,15 @@ class RGScheme(abc.ABC):
     @property
     def name(self) -> str:
         return type(self).__name__.lower()
+
+    @property
+    def isotropic_diffusion(self) -> float | None:
+        """b if the diffusion rate is B(t) = b·1 with a constant b, else None.
+
+        The probability flow then needs only the plain divergence of the score (tr(B J_s) = b ∇·s);
+        otherwise it needs the exact weighted trace tr(B J_s) from the score model.
+        """
+        return None
 
     # ---------------------------------------------------------------- SDE
     def drift(self, phi, t):
@@ -136,10 +146,6 @@ class RGScheme(abc.ABC):
     def bridge(self, t, variance0) -> FourierGaussian:
         return FourierGaussian(self.lattice, self.bridge_variance(t, variance0))
 
-    def flow_samples(self, key, phi0, t):
-        """Push samples of p_0 through the exact kernel to time t (the true RG flow)."""
-        return self.sample_transition(key, phi0, t)
-
     def prior(self, T=None) -> FourierGaussian:
         """The prior: the limiting distribution (``T=None``) or N(0, Σ_T) at finite ``T``.
 
@@ -160,3 +166,7 @@ class RGScheme(abc.ABC):
     def cutoff_ratio(self, t):
         """r_t = Λ_t / Λ0 (paper 7.4)."""
         return self.cutoff(t) / self.lattice.cutoff
+
+
+#: RG schemes by name: ``make_scheme(name, lattice, M)`` builds ``SCHEMES.get(name)(lattice, M)``
+SCHEMES: Registry[type] = Registry("RG scheme")

@@ -17,9 +17,10 @@ import dataclasses
 import jax.numpy as jnp
 
 from .._validation import QRGInputError, check_real, check_time
-from .base import RGScheme
+from .base import SCHEMES, RGScheme
 
 
+@SCHEMES.register("carosso")
 @dataclasses.dataclass(frozen=True)
 class Carosso(RGScheme):
     """Carosso scheme; ``M > 0`` gives the mass-modified scheme the paper uses (M = 1 there)."""
@@ -33,6 +34,11 @@ class Carosso(RGScheme):
     def sigma2(self) -> float:
         """σ² = a^-d (paper 5.10)."""
         return 1.0 / self.lattice.volume_element
+
+    @property
+    def isotropic_diffusion(self) -> float:
+        """B = σ² 1."""
+        return self.sigma2
 
     @property
     def kappa(self):
@@ -83,8 +89,13 @@ class Carosso(RGScheme):
         return jnp.clip(jnp.sqrt(jnp.clip(inv_t - self.M**2, 0.0, None)), 0.0, lam0)
 
 
-def CarossoM(lattice, M: float = 1.0) -> Carosso:
-    """The mass-modified Carosso scheme (paper 5.20); M = 1 as in the paper's Section 7."""
-    if check_real("M (RG mass)", M) <= 0:
-        raise QRGInputError(f"M (RG mass) must be > 0 for the mass-modified Carosso scheme (got {M})")
-    return Carosso(lattice, M)
+@dataclasses.dataclass(frozen=True)
+class CarossoM(Carosso):
+    """The mass-modified Carosso scheme (paper 5.20): Carosso with M > 0 (M = 1 in the paper's Section 7)."""
+
+    M: float = 1.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.M <= 0:
+            raise QRGInputError(f"M (RG mass) must be > 0 for the mass-modified Carosso scheme (got {self.M})")

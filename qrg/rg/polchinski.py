@@ -20,9 +20,10 @@ import dataclasses
 import jax.numpy as jnp
 
 from .._validation import QRGInputError, check_real, check_time
-from .base import RGScheme
+from .base import SCHEMES, RGScheme
 
 
+@SCHEMES.register("polchinski")
 @dataclasses.dataclass(frozen=True)
 class Polchinski(RGScheme):
     M: float = 0.0
@@ -82,8 +83,13 @@ class Polchinski(RGScheme):
         return jnp.clip(jnp.sqrt(lam2), 0.0, self.lattice.cutoff)
 
 
-def PolchinskiM(lattice, M: float = 1.0, mu2: float | None = None) -> Polchinski:
-    """The M-modified Polchinski scheme of paper (5.41) with kernel (5.42)."""
-    if check_real("M (RG mass)", M) <= 0:
-        raise QRGInputError(f"M (RG mass) must be > 0 for the M-modified Polchinski scheme (got {M})")
-    return Polchinski(lattice, M, mu2)
+@dataclasses.dataclass(frozen=True)
+class PolchinskiM(Polchinski):
+    """The M-modified Polchinski scheme of paper (5.41) with kernel (5.42): Polchinski with M > 0."""
+
+    M: float = 1.0
+
+    def __post_init__(self):
+        if check_real("M (RG mass)", self.M) <= 0:
+            raise QRGInputError(f"M (RG mass) must be > 0 for the M-modified Polchinski scheme (got {self.M})")
+        super().__post_init__()

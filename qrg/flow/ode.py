@@ -5,7 +5,8 @@ Velocity (design §3.2; paper 5.12 with the scheme's linear SDE dφ = −A(t)φ 
     b_θ(φ, t) = −A(t) φ − ½ B(t) s_θ(φ, t)          (Carosso: −Kφ − ½ σ² s_θ),
     ∇·b_θ     = −Σ_k A_k(t) − ½ tr(B(t) J_s),
 
-with tr(B J_s) exact (the score models expose it; for Carosso B = σ² 1).
+with tr(B J_s) exact (the score models expose it; for a scheme whose B = b·1 is isotropic,
+``scheme.isotropic_diffusion`` = b and tr(B J_s) = b ∇·s).
 
 Backward augmented solve T → t (``sample``, ``sample_at``): along dφ/dt = b the log-density and
 its gradient u obey
@@ -20,41 +21,12 @@ d/dt log p(φ_t, t) = −∇·b; differentiating ∂_t log p = −∇·b − b·
 
 Forward solve t → T (``log_prob``): log p_θ,t(φ) = log p_T(φ_T) + ∫_t^T ∇·b(φ_s, s) ds.
 
-Adjoints (how gradients flow through the solve; diffrax):
-
-* ``"recursive"`` RecursiveCheckpointAdjoint — discretise-then-optimise, exact gradients of the
-  discrete solve; reverse mode only (custom_vjp: no jax.jvp / jacfwd / hessian).
-* ``"backsolve"`` BacksolveAdjoint — optimise-then-discretise continuous adjoint (the paper's
-  algorithm); O(1) memory, gradients accurate to solver tolerance; reverse mode only.
-* ``"direct"`` DirectAdjoint — differentiates through the solver's operations: supports reverse
-  AND forward mode (jax.hessian, jvp-of-grad), at higher memory/compile cost.
-* ``"forward"`` ForwardMode — forward mode only (jvp/jacfwd), cheapest for few tangents.
-
+Strategies (by name): the ODE ``solver`` and the ``adjoint`` (:mod:`qrg.flow.solvers`: how
+gradients flow through the solve), and the ``integrator`` (:mod:`qrg.flow.integrators`: "plain",
+or "exponential", which transports the stiff linear Gaussian part in closed form).
 ``sample`` uses ``adjoint`` (default "recursive"); ``log_prob`` uses ``log_prob_adjoint``
 (default "direct", so that Δ_φ log p by jax.hessian or Hutchinson jvp-of-grad works);
 ``transport`` takes an explicit override.
-
-Exponential integrator (``integrator="exponential"``). On fine lattices the flow is stiff: the
-UV modes relax with rates up to κ_max = 4d/a² + M² (≈ 3200 at a = 0.05 in 2D), so explicit
-solvers need ≳ T κ_max / 2.8 steps. Almost all of that stiffness sits in the linear,
-Fourier-diagonal part of the velocity. The model names a Gaussian C_t(k) > 0 (its linear part's
-bridge, ``prior_variance(t)``; for a :class:`GaussianBridge` the exact marginal), whose own
-probability flow is
-
-    b_lin(φ, t) = −L(t) φ,     L_k(t) = −½ ∂_t log C_t(k)     (= A_k − B_k / (2 C_t(k)) for a bridge),
-
-with the closed-form transport G(t) = (C_t / C_T)^{1/2} (Fourier-diagonal, G(T) = 1). Writing
-b = b_lin + r, the solve runs in the integrating-factor frame
-
-    ψ = G(t)^{-1} φ:        dψ/dt = G^{-1} r(Gψ, t),
-    λ = log p + Σ_k log G_k(t):   dλ/dt = −∇_φ·r,          (∇_φ·b = ∇_φ·r − tr L)
-    v = G u:                dv/dt = −G [∇_φ(∇_φ·r) + J_rᵀ u],
-
-which is the same augmented system for the velocity r̃(ψ) = G^{-1} r(Gψ) (∇_ψ·r̃ = ∇_φ·r). Only
-the residual r is integrated numerically; L(t) is obtained by forward-mode differentiation of
-log C_t, so the splitting is consistent for any scheme. The transform is exact: for the pure
-Gaussian bridge r ≡ 0 and one step of any solver is exact to round-off; for a general model it
-changes only the discretisation error (the ODE is the same).
 """
 
 from __future__ import annotations
@@ -66,67 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import QRGInputError, check_int, check_real, check_time
-from .gaussian import FourierGaussian
-from .rg.carosso import Carosso
-
-
-class RK4(diffrax.AbstractERK):
-    """The classical 4-stage, 4th-order Runge–Kutta method (fixed step only: no error estimate)."""
-
-    tableau = diffrax.ButcherTableau(
-        c=np.array([0.5, 0.5, 1.0]),
-        b_sol=np.array([1 / 6, 1 / 3, 1 / 3, 1 / 6]),
-        b_error=np.zeros(4),
-        a_lower=(np.array([0.5]), np.array([0.0, 0.5]), np.array([0.0, 0.0, 1.0])),
-    )
-    interpolation_cls = diffrax.ThirdOrderHermitePolynomialInterpolation.from_k
-
-    def order(self, terms):
-        return 4
-
-
-SOLVERS = {
-    "euler": diffrax.Euler,
-    "heun": diffrax.Heun,
-    "midpoint": diffrax.Midpoint,
-    "bosh3": diffrax.Bosh3,
-    "rk4": RK4,
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    # implicit (L-stable) solvers for stiff flows, e.g. fine lattices where κ_max = 4d/a² + M² ≫ 1/T
-    "implicit_euler": diffrax.ImplicitEuler,
-    "kvaerno3": diffrax.Kvaerno3,
-    "kvaerno5": diffrax.Kvaerno5,
-}
-# convergence order of each solver (of the exponential integrator too: it applies the solver to the
-# residual velocity); used by the step-doubling error estimate of qrg.solver.discretisation_check
-SOLVER_ORDER = {"euler": 1, "heun": 2, "midpoint": 2, "bosh3": 3, "rk4": 4, "tsit5": 5, "dopri5": 5, "dopri8": 8,
-                "implicit_euler": 1, "kvaerno3": 3, "kvaerno5": 5}
-FIXED_STEP_ONLY = ("euler", "rk4", "implicit_euler")
-IMPLICIT = ("implicit_euler", "kvaerno3", "kvaerno5")
-ADJOINTS = ("recursive", "backsolve", "direct", "forward")
-INTEGRATORS = ("plain", "exponential")
-
-
-def solver_order(name: str) -> int:
-    """Global order of accuracy of the ODE solver ``name`` (one of ``SOLVERS``)."""
-    if name not in SOLVER_ORDER:
-        raise QRGInputError(f"solver must be one of {tuple(SOLVERS)} (got {name!r})")
-    return SOLVER_ORDER[name]
-
-
-def _make_adjoint(name: str):
-    if name == "recursive":
-        return diffrax.RecursiveCheckpointAdjoint()
-    if name == "backsolve":
-        return diffrax.BacksolveAdjoint()
-    if name == "direct":
-        return diffrax.DirectAdjoint()
-    if name == "forward":
-        return diffrax.ForwardMode()
-    raise QRGInputError(f"adjoint must be one of {ADJOINTS} (got {name!r})")
+from .._validation import QRGInputError, check_int, check_real, check_time
+from ..gaussian import FourierGaussian
+from .integrators import INTEGRATORS
+from .solvers import ADJOINTS, SOLVERS, check_solver, make_adjoint
 
 
 class ProbabilityFlow:
@@ -137,7 +52,7 @@ class ProbabilityFlow:
     model : ScoreModel (its ``scheme`` must equal ``scheme``)
     scheme : RGScheme
     T : prior time, > 0
-    solver : one of ``SOLVERS`` (default "tsit5"); the implicit ones (``IMPLICIT``) are for stiff
+    solver : one of ``SOLVERS`` (default "tsit5"); the implicit ones (``SolverSpec.implicit``) are for stiff
         flows (fine lattices: the drift rate κ_max = 4d/a² + M² sets an explicit step limit ~2.8/κ_max)
     n_steps : fixed number of steps over [t, T] (ConstantStepSize); None = adaptive PID control
         with ``rtol``/``atol`` (needs a solver with an error estimate: not euler/rk4)
@@ -170,7 +85,7 @@ class ProbabilityFlow:
         scheme = model.scheme if scheme is None else scheme
         if scheme != model.scheme:
             raise QRGInputError("scheme must be the scheme the score model was built with (model.scheme)")
-        if not isinstance(scheme, Carosso) and not getattr(model, "supports_weighted_trace", False):
+        if scheme.isotropic_diffusion is None and not getattr(model, "supports_weighted_trace", False):
             raise QRGInputError(
                 f"the {type(scheme).__name__} scheme has a mode-dependent diffusion rate B(t), so the flow "
                 f"needs the exact weighted trace tr(B J_s) of the score; {type(model).__name__} does not "
@@ -180,23 +95,15 @@ class ProbabilityFlow:
         self.scheme = scheme
         self.lattice = scheme.lattice
         self.T = check_real("T (prior time)", T, positive=True)
-        if solver not in SOLVERS:
-            raise QRGInputError(f"solver must be one of {sorted(SOLVERS)} (got {solver!r})")
-        self.solver = solver
         self.n_steps = None if n_steps is None else check_int("n_steps", n_steps, minimum=1)
-        if self.n_steps is None and solver in FIXED_STEP_ONLY:
-            raise QRGInputError(f"solver {solver!r} has no error estimate: give n_steps (fixed step)")
+        self.solver = check_solver(solver, self.n_steps)
         self.rtol = check_real("rtol", rtol, positive=True)
         self.atol = check_real("atol", atol, positive=True)
-        for name, value in (("adjoint", adjoint), ("log_prob_adjoint", log_prob_adjoint)):
-            if value not in ADJOINTS:
-                raise QRGInputError(f"{name} must be one of {ADJOINTS} (got {value!r})")
-        self.adjoint = adjoint
-        self.log_prob_adjoint = log_prob_adjoint
+        self.adjoint = ADJOINTS.check("adjoint", adjoint)
+        self.log_prob_adjoint = ADJOINTS.check("log_prob_adjoint", log_prob_adjoint)
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
-        if integrator not in INTEGRATORS:
-            raise QRGInputError(f"integrator must be one of {INTEGRATORS} (got {integrator!r})")
-        self.integrator = integrator
+        self.integrator = INTEGRATORS.check("integrator", integrator)
+        self._frame = INTEGRATORS.get(self.integrator)
 
     # ------------------------------------------------------------------ identity
     def _config(self):
@@ -214,6 +121,14 @@ class ProbabilityFlow:
         return (f"ProbabilityFlow({type(self.model).__name__}, {type(self.scheme).__name__}, T={self.T}, "
                 f"solver={self.solver!r}, {steps}, adjoint={self.adjoint!r}, integrator={self.integrator!r})")
 
+    def replace(self, **changes) -> "ProbabilityFlow":
+        """The same flow (model, scheme, T, solver settings) with ``changes`` to its constructor arguments."""
+        kw = dict(T=self.T, solver=self.solver, n_steps=self.n_steps, rtol=self.rtol, atol=self.atol,
+                  adjoint=self.adjoint, log_prob_adjoint=self.log_prob_adjoint, max_steps=self.max_steps,
+                  integrator=self.integrator)
+        kw.update(changes)
+        return ProbabilityFlow(self.model, self.scheme, **kw)
+
     # ------------------------------------------------------------------ parameters and prior
     def init(self, key):
         """Initial model parameters."""
@@ -228,59 +143,27 @@ class ProbabilityFlow:
         return FourierGaussian(self.lattice, self.prior_variance(params))
 
     # ------------------------------------------------------------------ vector field
-    def _b_div(self, params, phi, t):
-        """(b(φ, t), ∇·b(φ, t)) for one configuration."""
+    def velocity_and_divergence(self, params, phi, t):
+        """(b(φ, t), ∇·b(φ, t)) for ONE configuration ``phi`` of shape ``lattice.shape``."""
         drift = self.scheme.drift(phi, t)
         trace_a = jnp.sum(self.scheme.drift_rate(t))
-        if isinstance(self.scheme, Carosso):
-            # B = σ² 1: ∇·(B s) = σ² ∇·s
+        b_iso = self.scheme.isotropic_diffusion
+        if b_iso is not None:  # B = b·1: ∇·(B s) = b ∇·s
             s, div_s = self.model.apply(params, phi, t, method="score_and_divergence")
-            sigma2 = self.scheme.sigma2
-            return drift - 0.5 * sigma2 * s, -trace_a - 0.5 * sigma2 * div_s
+            return drift - 0.5 * b_iso * s, -trace_a - 0.5 * b_iso * div_s
         rate = self.scheme.diffusion_rate(t)
         s, tr_bs = self.model.apply(params, phi, t, rate, method="score_and_divergence")
         return drift - 0.5 * self.lattice.apply_diagonal(s, rate), -trace_a - 0.5 * tr_bs
 
-    def _frame(self, params, t):
-        """(G(t), L(t)) of the exponential integrator: G = (C_t/C_T)^{1/2}, L = −½ ∂_t log C_t."""
-        log_c_T = jnp.log(self.prior_variance(params))
-        log_c, dlog_c = jax.jvp(lambda s: jnp.log(self.model.apply(params, s, method="prior_variance")),
-                                (jnp.asarray(t, dtype=float),), (jnp.ones((), dtype=float),))
-        return jnp.exp(0.5 * (log_c - log_c_T)), -0.5 * dlog_c
-
-    def _frame_b_div(self, params, psi, t):
-        """(r̃(ψ, t), ∇·r) in the integrating-factor frame: r = b + Lφ, r̃ = G^{-1} r(Gψ)."""
-        g, rate = self._frame(params, t)
-        phi = self.lattice.apply_diagonal(psi, g)
-        b, div = self._b_div(params, phi, t)
-        r = b + self.lattice.apply_diagonal(phi, rate)
-        return self.lattice.apply_diagonal(r, 1.0 / g), div + jnp.sum(rate)
-
     def _vf(self, params, x, t):
-        """Velocity and divergence in the solver's coordinates (φ, or ψ for "exponential")."""
-        if self.integrator == "exponential":
-            return self._frame_b_div(params, x, t)
-        return self._b_div(params, x, t)
+        """Velocity and divergence in the integrator's coordinates (φ, or ψ for "exponential")."""
+        return self._frame.velocity(self, params, x, t)
 
     def _to_solver(self, params, t, phi=None, log_p=None, u=None):
-        """Map (φ, log p, u) at time t to the solver's coordinates (identity for "plain")."""
-        if self.integrator != "exponential":
-            return phi, log_p, u
-        g, _ = self._frame(params, t)
-        lat = self.lattice
-        return (None if phi is None else lat.apply_diagonal(phi, 1.0 / g),
-                None if log_p is None else log_p + jnp.sum(jnp.log(g)),
-                None if u is None else lat.apply_diagonal(u, g))
+        return self._frame.to_solver(self, params, t, phi, log_p, u)
 
     def _from_solver(self, params, t, psi=None, lam=None, v=None):
-        """Inverse of :meth:`_to_solver`."""
-        if self.integrator != "exponential":
-            return psi, lam, v
-        g, _ = self._frame(params, t)
-        lat = self.lattice
-        return (None if psi is None else lat.apply_diagonal(psi, g),
-                None if lam is None else lam - jnp.sum(jnp.log(g)),
-                None if v is None else lat.apply_diagonal(v, 1.0 / g))
+        return self._frame.from_solver(self, params, t, psi, lam, v)
 
     def _augmented_field(self, t, y, params):
         """Right-hand side of (φ, log p, u) for a batch (leading axis), in the solver's coordinates."""
@@ -308,7 +191,7 @@ class ProbabilityFlow:
         batch). Implicit solvers need Newton solves with the dense Jacobian of the state, so there the
         solve is vmapped over the batch: one Jacobian of size (2N^d + 1)² per configuration.
         """
-        if self.solver in IMPLICIT:
+        if SOLVERS.get(self.solver).implicit:
 
             def single_field(t, y, args):
                 out = field(t, jax.tree_util.tree_map(lambda x: x[None], y), args)
@@ -326,14 +209,14 @@ class ProbabilityFlow:
             dt0 = (t1 - t0) / self.n_steps
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(field),
-            SOLVERS[self.solver](),
+            SOLVERS.get(self.solver).make(),
             t0=t0,
             t1=t1,
             dt0=dt0,
             y0=y0,
             args=params,
             stepsize_controller=controller,
-            adjoint=_make_adjoint(adjoint),
+            adjoint=make_adjoint(adjoint),
             # fixed steps: +1 for a round-off sliver when t0 + n·dt falls an ulp short of t1
             max_steps=self.n_steps + 1 if self.n_steps is not None else self.max_steps,
             saveat=diffrax.SaveAt(t1=True),
@@ -435,20 +318,18 @@ class ProbabilityFlow:
         self._check_batch(phi)
         self._check_t(t0)
         self._check_t(t1)
-        adjoint = self.adjoint if adjoint is None else adjoint
-        if adjoint not in ADJOINTS:
-            raise QRGInputError(f"adjoint must be one of {ADJOINTS} (got {adjoint!r})")
+        adjoint = self.adjoint if adjoint is None else ADJOINTS.check("adjoint", adjoint)
         return self._transport(params, phi, jnp.asarray(t0, float), jnp.asarray(t1, float), adjoint)
 
     def velocity(self, params, phi, t):
         """b_θ(φ, t) for a batch of fields."""
         self._check_batch(phi)
-        return jax.vmap(lambda x: self._b_div(params, x, t)[0])(phi)
+        return jax.vmap(lambda x: self.velocity_and_divergence(params, x, t)[0])(phi)
 
     def divergence(self, params, phi, t):
         """Exact ∇_φ·b_θ(φ, t) for a batch of fields."""
         self._check_batch(phi)
-        return jax.vmap(lambda x: self._b_div(params, x, t)[1])(phi)
+        return jax.vmap(lambda x: self.velocity_and_divergence(params, x, t)[1])(phi)
 
     def score(self, params, phi, t):
         """s_θ(φ, t) for a batch of fields."""

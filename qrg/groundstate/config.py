@@ -24,14 +24,15 @@ import numbers
 import pathlib
 import tomllib
 
-from ._validation import QRGInputError
+from .._validation import QRGInputError
+from ..flow import ADJOINTS, INTEGRATORS, SOLVERS
+from ..models import MODELS
+from ..optim.optimizers import OPTIMIZERS
+from ..rg import SCHEMES
+from .estimators import LAPLACIANS
 
-MODELS = ("default", "gaussian", "eft", "kernel", "custom")  # custom: a ScoreModel passed to qrg.solve
-SCHEMES = ("carosso", "polchinski")
-SOLVERS = ("euler", "heun", "midpoint", "bosh3", "rk4", "tsit5", "dopri5", "dopri8")
-ADJOINTS = ("recursive", "backsolve", "direct")
-OPTIMIZERS = ("adam", "sgd")
-LAPLACIANS = ("auto", "exact", "hutchinson", "none")
+#: ``model = "custom"``: a ready ScoreModel passed to qrg.solve (not buildable by name)
+CUSTOM_MODEL = "custom"
 INITS = ("hartree", "default")
 CONTROL_VARIATES = ("stein", "none")
 
@@ -43,7 +44,8 @@ class SolveConfig:
     Problem: ``d, N, a, m2, lam`` (design §2).
     Wavefunction: ``model`` (score model name), ``scheme`` (RG scheme), ``M`` (scheme mass), ``T``
     (prior time), ODE ``solver`` with ``n_steps`` fixed steps (0 = adaptive with ``rtol``/``atol``),
-    ``adjoint`` of the training solve; ``init`` the starting C_0 of the Gaussian bridge: "hartree" (the
+    ``adjoint`` of the training solve (reverse mode), ``integrator`` ("plain" or "exponential", see
+    :mod:`qrg.flow.integrators`); ``init`` the starting C_0 of the Gaussian bridge: "hartree" (the
     best Gaussian state, self-consistent mass m² + (λ/2)<φ²>) or "default" (the model's own).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
@@ -75,6 +77,7 @@ class SolveConfig:
     rtol: float = 1e-6
     atol: float = 1e-6
     adjoint: str = "recursive"
+    integrator: str = "plain"
     init: str = "hartree"
     # optimisation
     steps: int = 600
@@ -124,12 +127,22 @@ class SolveConfig:
             raise QRGInputError(f"lam (quartic coupling λ) must be >= 0 (got {self.lam})")
         if self.lam == 0 and self.m2 <= 0:
             raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
-        for name, allowed in (("model", MODELS), ("scheme", SCHEMES), ("solver", SOLVERS),
-                              ("adjoint", ADJOINTS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS),
-                              ("init", INITS), ("control_variates", CONTROL_VARIATES)):
+        self._check_names()
+
+    def _check_names(self):
+        """Every strategy name against its registry (the same lists the Python API uses)."""
+        if self.model != CUSTOM_MODEL:
+            MODELS.check("model", self.model)
+        for name, registry in (("scheme", SCHEMES), ("solver", SOLVERS), ("adjoint", ADJOINTS),
+                               ("integrator", INTEGRATORS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS)):
+            registry.check(name, getattr(self, name))
+        for name, allowed in (("init", INITS), ("control_variates", CONTROL_VARIATES)):
             if getattr(self, name) not in allowed:
                 raise QRGInputError(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
-        if self.solver in ("euler", "rk4") and self.n_steps == 0:
+        if not ADJOINTS.get(self.adjoint).reverse_mode:
+            reverse = tuple(n for n in ADJOINTS if ADJOINTS.get(n).reverse_mode)
+            raise QRGInputError(f"adjoint {self.adjoint!r} supports forward mode only; training needs one of {reverse}")
+        if SOLVERS.get(self.solver).fixed_step_only and self.n_steps == 0:
             raise QRGInputError(f"solver {self.solver!r} has no error estimate: n_steps must be >= 1 "
                                 "(n_steps = 0 means adaptive stepping)")
 
@@ -176,7 +189,7 @@ class SolveConfig:
         return "\n".join(lines) + "\n"
 
     def theory(self):
-        from .theory import Phi4
+        from ..theory import Phi4
 
         return Phi4.from_params(d=self.d, N=self.N, a=self.a, m2=self.m2, lam=self.lam)
 

@@ -1,0 +1,105 @@
+"""The training objective of the ground-state solver (paper Section 6.3, design §3.3–§3.4).
+
+One backward augmented solve gives samples φ_0 ~ p_θ with their exact scores g = ∇_φ log p_θ(φ_0),
+and the energy is minimised through the integrated-by-parts estimator
+
+    L(θ) = E_{ε}[ |g_θ(φ_0(ε))|² / (8 a^d) + V(φ_0(ε)) ] (+ β L_RG(θ)),    φ_T = C_T^{1/2} ε,
+
+differentiated by reparameterisation through the ODE solve (the adjoint of the solve is the
+flow's: discretise-then-optimise or backsolve). With Stein control-variate coefficients c (fitted
+on earlier batches, :class:`~qrg.groundstate.estimators.ControlVariateFit`) the per-sample energy is
+e_ibp − Σ_j c_j h_j: same mean and gradient, far smaller variance.
+
+L_RG is the RG-consistency term of design §3.4: denoising score matching of the model's own
+samples (stop-gradient on φ_0) along the exact RG kernel,
+
+    L_RG = E_{t ~ U(t_min, T)} E_{φ_0 ~ p_θ} E_{φ_t|φ_0} λ(t) |s_θ(φ_t, t) − ∇ log p(φ_t|φ_0)|² / N^d,
+
+with λ(t) = mean_k Σ_k(t) (so each term is O(1) at every t); its minimum over the score at fixed
+p_θ,0 is the true RG flow of p_θ,0 (paper 5.23).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from .estimators import ibp_energy, stein_features
+
+
+def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
+    """Denoising score matching of s_θ on the exact RG kernel from the samples ``phi0`` (design §3.4).
+
+    Returns the batch mean of λ(t)|s_θ(φ_t, t) − ∇ log p(φ_t|φ_0)|² / N^d, λ(t) = mean_k Σ_k(t).
+    ``phi0`` should carry ``stop_gradient``: only the score is fitted.
+    """
+    scheme, lat = flow.scheme, flow.lattice
+    n = phi0.shape[0]
+    k_t, k_noise = jax.random.split(key)
+    t_min = t_min_fraction * flow.T
+    t = t_min + (flow.T - t_min) * jax.random.uniform(k_t, (n,))
+    keys = jax.random.split(k_noise, n)
+
+    def one(p0, s, k):
+        phi_t = scheme.sample_transition(k, p0, s)
+        target = scheme.transition_score(phi_t, p0, s)
+        score = flow.model.apply(params, phi_t, s, method="score")
+        weight = jnp.mean(scheme.kernel_variance(s))
+        return weight * jnp.sum((score - target) ** 2) / lat.n_sites
+
+    return jnp.mean(jax.vmap(one)(phi0, t, keys))
+
+
+def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 0.0, rg_batch: int = 64,
+                     cv_coef=None):
+    """The training loss and its diagnostics for one batch: (loss, (energy, energy_err, rg_loss, moments)).
+
+    loss = mean_b e(φ_0^b) + β L_RG with φ_0^b, g^b from one backward solve of ``flow``
+    (reparameterised in the prior noise drawn from ``key``) and e = e_ibp = |g|²/(8a^d) + V, or,
+    with ``cv_coef`` c (constants), e = e_ibp − Σ_j c_j h_j with the Stein features h_j of
+    :func:`qrg.energy.stein_features` (zero mean under p_θ for every θ, so the mean and its
+    gradient are unchanged while the variance drops by orders of magnitude). Its ``jax.grad`` in
+    ``params`` is the reparameterisation gradient of the variational energy. ``moments``
+    (stop-gradient; None without ``cv_coef``) are the batch sums (n, Σh, Σhhᵀ, Σe_ibp, Σ e_ibp h)
+    from which the coefficients of later steps are fitted.
+    """
+    k_sample, k_rg = jax.random.split(key)
+    phi, _, g = flow.sample(params, k_sample, batch)
+    e = ibp_energy(theory, phi, g)
+    moments = None
+    if cv_coef is not None:
+        h = stein_features(theory.lattice, phi, g)
+        hs, es = jax.lax.stop_gradient(h), jax.lax.stop_gradient(e)
+        moments = (jnp.asarray(batch, dtype=e.dtype), jnp.sum(hs, axis=0), hs.T @ hs, jnp.sum(es), hs.T @ es)
+        e = e - h @ cv_coef
+    energy = jnp.mean(e)
+    err = jnp.std(e, ddof=1) / jnp.sqrt(batch) if batch > 1 else jnp.zeros(())
+    loss = energy
+    rg = jnp.zeros(())
+    if beta_rg > 0:
+        m = min(rg_batch, batch)
+        rg = rg_consistency_loss(flow, params, jax.lax.stop_gradient(phi[:m]), k_rg)
+        loss = loss + beta_rg * rg
+    return loss, (energy, err, rg, moments)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyObjective:
+    """The solver's loss as a hashable callable for :func:`qrg.optim.loop.run`:
+    ``(params, key, cv_coef) -> (loss, (energy, energy_err, rg_loss, moments))``."""
+
+    flow: object
+    theory: object
+    batch: int
+    beta_rg: float = 0.0
+    rg_batch: int = 64
+
+    def __call__(self, params, key, cv_coef):
+        return energy_objective(self.flow, self.theory, params, key, self.batch, beta_rg=self.beta_rg,
+                                rg_batch=self.rg_batch, cv_coef=cv_coef)
+
+    def metrics(self, loss, aux) -> dict:
+        energy, err, rg = (float(x) for x in aux[:3])
+        return {"energy": energy, "energy_err": err, "loss": float(loss), "rg_loss": rg}

@@ -1,0 +1,118 @@
+"""The outcome of a ground-state solve: data and the quantities derived from it (no I/O here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..stats import Stats
+from .config import SolveConfig
+from .estimators import EnergyStats
+from .evaluation import DiscretisationCheck
+
+
+@dataclasses.dataclass
+class GroundState:
+    """A trained ground state: the problem, its config, the flow and its parameters.
+
+    ``sample(key, n, t)`` and ``log_prob(phi, t)`` give the RG-flowed state Ψ_t (t = 0: Ψ itself).
+    :func:`qrg.groundstate.load_run` rebuilds one from the output directory of a solve.
+    """
+
+    theory: object
+    config: SolveConfig
+    flow: object
+    params: object
+
+    def sample(self, key, n: int, t=0.0):
+        """(φ_t, log p_θ,t(φ_t), ∇ log p_θ,t(φ_t)) for ``n`` samples of the RG-flowed ground state at t."""
+        return self.flow.sample_at(self.params, key, n, t)
+
+    def log_prob(self, phi, t=0.0):
+        return self.flow.log_prob(self.params, phi, t)
+
+
+@dataclasses.dataclass
+class SolveResult(GroundState):
+    """Outcome of :func:`qrg.solve`: the final evaluation, the optimisation history and the trained flow.
+
+    ``energy`` is the reported estimate: of the unbiased estimators in ``stats.estimates``
+    (integrated by parts, the same with cross-fitted Stein control variates, the local energy)
+    the one with the smallest error bar on the final evaluation batch (``estimator`` says which).
+    ``variance`` = Var(E_loc) (None if the local energy was not computed).
+    Writers (``to_json``, ``save``, ``history_csv``, ``plot_energy``) are in :mod:`qrg.groundstate.report`.
+    """
+
+    stats: EnergyStats
+    history: list
+    events: list
+    n_params: int
+    wall_time_s: float
+    train_time_s: float
+    steps_done: int
+    status: str
+    reference: float | None
+    discretisation: DiscretisationCheck | None = None  # step-doubling check of the evaluation solve
+
+    # ---------------------------------------------------------------- estimates
+    @property
+    def estimator(self) -> str:
+        """The estimator with the smallest error bar: "ibp", "cv" (Stein control variates) or "local"."""
+        est = self.stats.estimates
+        return min(est, key=lambda k: est[k].err)
+
+    @property
+    def energy(self) -> Stats:
+        return self.stats.estimates[self.estimator]
+
+    @property
+    def systematic(self) -> float | None:
+        """Estimated size of the ODE discretisation bias of ``energy`` (:class:`DiscretisationCheck`;
+        None when not measured: adaptive solves, ``systematic_batch = 0``)."""
+        if self.discretisation is None:
+            return None
+        return self.discretisation.systematic(self.estimator)
+
+    @property
+    def total_error(self) -> float:
+        """Statistical error ⊕ discretisation systematic (the statistical error alone if the latter is unknown)."""
+        sys_ = self.systematic
+        return self.energy.err if sys_ is None else float(np.hypot(self.energy.err, sys_))
+
+    @property
+    def variance(self) -> float | None:
+        return self.stats.variance
+
+    @property
+    def relative_error(self) -> float | None:
+        if self.reference is None:
+            return None
+        return abs(self.energy.mean - self.reference) / abs(self.reference)
+
+    # ---------------------------------------------------------------- output (qrg.groundstate.report)
+    def to_json(self) -> dict:
+        from .report import result_json
+
+        return result_json(self)
+
+    def history_csv(self) -> str:
+        from .report import history_csv
+
+        return history_csv(self.history)
+
+    def plot_energy(self, path) -> None:
+        from .report import plot_energy
+
+        plot_energy(self, path)
+
+    def save(self, directory) -> None:
+        """Write ``result.json``, ``history.csv`` and ``energy.png`` into ``directory``."""
+        from .report import save
+
+        save(self, directory)
+
+    def __str__(self) -> str:
+        from .report import summary
+
+        return summary(self)

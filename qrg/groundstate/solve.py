@@ -1,0 +1,183 @@
+"""The Section 6 ground-state solver: :func:`solve` (paper Section 6.3, design §3.3–§3.4).
+
+The wavefunction is Ψ_θ = sqrt(p_θ) with p_θ the t = 0 marginal of the probability-flow ODE of
+a learned RG bridge (:mod:`qrg.groundstate.ansatz`); the loss is the energy (+ the optional
+RG-consistency term) of :mod:`qrg.groundstate.objective`, minimised by the training loop of
+:mod:`qrg.optim.loop` (NaN steps rolled back with the learning rate halved; checkpoints make
+``resume=True`` continue the same run bit for bit: the PRNG key of step s is
+``fold_in(key_train, s)``); the trained state is evaluated by :mod:`qrg.groundstate.evaluation`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from .._validation import QRGInputError
+from ..optim import checkpoint as ckpt
+from ..optim.loop import Loop, LoopState, run
+from ..optim.optimizers import make_optimizer
+from .ansatz import build_flow
+from .config import SolveConfig
+from .estimators import ControlVariateFit, n_stein_features
+from .evaluation import discretisation_check, evaluate
+from .objective import EnergyObjective
+from .result import GroundState, SolveResult
+
+#: keys of a run's config that must agree with a checkpoint for it to be resumed
+RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
+               "adjoint", "integrator", "batch", "seed", "optimizer", "lr", "lr_final", "warmup", "grad_clip",
+               "beta_rg", "rg_batch", "init", "control_variates", "cv_decay")
+
+
+def count_params(params) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+def _make_config(theory, config, options) -> SolveConfig:
+    if config is None:
+        config = SolveConfig()
+    elif not isinstance(config, SolveConfig):
+        raise QRGInputError(f"config must be a qrg.SolveConfig (got {type(config).__name__})")
+    if theory is not None:
+        options = {**theory.params(), **options}
+    return config.replace(**options)
+
+
+class _Run:
+    """The pieces of one solve that the checkpoint functions need."""
+
+    def __init__(self, cfg, flow, tx, root, key_init, cv_fit):
+        self.cfg, self.flow, self.tx, self.root, self.key_init, self.cv_fit = cfg, flow, tx, root, key_init, cv_fit
+
+    def templates(self) -> dict:
+        params = self.flow.init(self.key_init)
+        opt_state = self.tx.init(params)
+        trees = {"params": params, "opt_state": opt_state, "good_params": params, "good_opt_state": opt_state,
+                 "key": self.root}
+        if self.cv_fit is not None:
+            trees["cv_state"] = ControlVariateFit(self.cv_fit.state["h"].shape[0], self.cfg.cv_decay).state
+        return trees
+
+    def save(self, out, state: LoopState) -> None:
+        trees = {**state.trees(), "key": self.root}
+        if self.cv_fit is not None:
+            trees["cv_state"] = self.cv_fit.state
+        ckpt.save_checkpoint(out, trees, {**state.scalars(), "config": self.cfg.to_dict()})
+
+    def load(self, out) -> LoopState:
+        trees, meta = ckpt.load_checkpoint(out, self.templates())
+        saved = meta.get("config", {})
+        diff = [k for k in RESUME_KEYS if saved.get(k) != self.cfg.to_dict().get(k)]
+        if diff:
+            raise QRGInputError(f"cannot resume: the checkpoint in {str(out)!r} was made with different "
+                                f"{diff} ({ {k: saved.get(k) for k in diff} }); pass the same configuration")
+        if not np.array_equal(np.asarray(trees["key"]), np.asarray(self.root)):  # pragma: no cover - seed checked
+            raise QRGInputError("checkpoint PRNG key does not match the seed")
+        if self.cv_fit is not None:
+            self.cv_fit.state = {k: np.asarray(v, dtype=float) for k, v in trees["cv_state"].items()}
+        state = LoopState.restore(trees, meta)
+        if state.status == "completed":  # resumed with more steps: continue the same run
+            state.status = "running"
+        return state
+
+
+def _progress(cfg, start: int):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, initial=min(start, cfg.steps), desc="qrg solve", unit="step", dynamic_ncols=True)
+
+
+def _evaluate(flow, params, theory, cfg, key_eval):
+    """(EnergyStats, DiscretisationCheck | None) of the trained state with the evaluation settings."""
+    if cfg.eval_n_steps and cfg.eval_n_steps != cfg.n_steps:
+        flow = flow.replace(n_steps=cfg.eval_n_steps)
+    stats = evaluate(flow, params, theory, key_eval, cfg.eval_batch, laplacian=cfg.laplacian,
+                     n_probes=cfg.n_probes, local_batch=cfg.local_batch)
+    check = None
+    if cfg.systematic_batch:
+        estimators = ("ibp", "cv", "local") if min(stats.estimates, key=lambda k: stats.estimates[k].err) == "local" \
+            else ("ibp", "cv")
+        check = discretisation_check(
+            flow, params, theory, jax.random.fold_in(key_eval, 0x5157), min(cfg.systematic_batch, cfg.eval_batch),
+            estimators=estimators, laplacian=cfg.laplacian, n_probes=cfg.n_probes,
+            local_batch=min(cfg.local_batch, 256))
+    return flow, stats, check
+
+
+def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=None, resume: bool = False,
+          callback=None, progress: bool = False, inject_nan_at=(), **options) -> SolveResult:
+    """Find the ground state of ``theory`` (a :class:`~qrg.Phi4`) with a learned RG-bridge flow.
+
+    Options are the fields of :class:`~qrg.groundstate.config.SolveConfig` (``model``, ``scheme``,
+    ``M``, ``T``, ``solver``, ``n_steps``, ``adjoint``, ``integrator``, ``steps``, ``batch``,
+    ``seed``, ``optimizer``, ``lr``, ``lr_final``, ``warmup``, ``grad_clip``, ``beta_rg``,
+    ``eval_batch``, ``laplacian``, ``checkpoint_every``, ``init`` ...), given as keywords or in
+    ``config``; keywords win, and ``theory`` overrides the problem fields. ``model`` may also be a
+    ready :class:`~qrg.models.ScoreModel` (its scheme must match the config's).
+
+    ``out``: directory for checkpoints and ``result.json``/``history.csv``/``energy.png``;
+    ``resume=True`` continues from ``out``'s checkpoint (same run, bit for bit).
+    ``callback(record)`` is called after every applied step with the history record (a dict).
+    ``progress``: show a tqdm progress bar with the current energy ± error.
+    ``inject_nan_at``: steps whose loss and gradients are replaced by NaN (tests the recovery path).
+    """
+    t_start = time.perf_counter()
+    if isinstance(model, str):
+        options["model"], model = model, None
+    elif model is not None:
+        options["model"] = "custom"
+    cfg = _make_config(theory, config, options)
+    theory = cfg.theory()
+    if resume and out is None:
+        raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
+    flow = build_flow(theory, cfg, model)
+    tx, schedule = make_optimizer(cfg.optimizer, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps, cfg.grad_clip)
+    root = jax.random.PRNGKey(cfg.seed)
+    key_init, key_train, key_eval = jax.random.split(root, 3)
+    cv_fit = ControlVariateFit(n_stein_features(theory.lattice), cfg.cv_decay) if cfg.control_variates == "stein" \
+        else None
+    run_ = _Run(cfg, flow, tx, root, key_init, cv_fit)
+    state = run_.load(out) if resume else LoopState.create(flow.init(key_init), tx)
+    loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch), tx=tx,
+                schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
+                checkpointer=None if out is None else (lambda s: run_.save(out, s)),
+                progress=_progress(cfg, state.step) if progress else None,
+                poison_steps=frozenset(int(s) for s in inject_nan_at))
+    state = run(loop, state, cfg.steps, key_train)
+    flow, stats, check = _evaluate(flow, state.params, theory, cfg, key_eval)
+    result = SolveResult(
+        theory=theory, flow=flow, params=state.params, stats=stats, history=state.history, events=state.events,
+        config=cfg, n_params=count_params(state.params), wall_time_s=0.0, train_time_s=state.train_time,
+        steps_done=state.step, status=state.status,
+        reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check)
+    result.wall_time_s = time.perf_counter() - t_start
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def load_run(directory, *, n_steps: int | None = None) -> GroundState:
+    """The trained :class:`GroundState` saved by a solve with ``out=directory`` (its checkpoint).
+
+    ``n_steps``: ODE steps of the rebuilt flow (default: the run's ``eval_n_steps``, else ``n_steps``).
+    Runs with a ready (``"custom"``) score model cannot be rebuilt by name.
+    """
+    meta = ckpt.read_meta(directory)
+    try:
+        cfg = SolveConfig.from_dict(meta.get("config") or {}, source=f"the checkpoint in {str(directory)!r}")
+    except TypeError as err:
+        raise ckpt.CheckpointError(f"the checkpoint in {str(directory)!r} has an incomplete config ({err})") from None
+    if cfg.model == "custom":
+        raise QRGInputError(f"the run in {str(directory)!r} used a custom score model: rebuild its flow yourself "
+                            "and load the parameters with qrg.optim.load_checkpoint")
+    theory = cfg.theory()
+    flow = build_flow(theory, cfg, n_steps=n_steps or cfg.eval_n_steps or cfg.n_steps)
+    tx, _ = make_optimizer(cfg.optimizer, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps, cfg.grad_clip)
+    root = jax.random.PRNGKey(cfg.seed)
+    cv_fit = ControlVariateFit(n_stein_features(theory.lattice), cfg.cv_decay) if cfg.control_variates == "stein" \
+        else None
+    trees, _ = ckpt.load_checkpoint(directory, _Run(cfg, flow, tx, root, jax.random.split(root, 3)[0], cv_fit).templates())
+    return GroundState(theory=theory, config=cfg, flow=flow, params=trees["params"])

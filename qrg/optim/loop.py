@@ -1,0 +1,184 @@
+"""The one training loop of qrg: ground-state energy, RG-learning objectives and flow samplers.
+
+An *objective* is a hashable callable ``objective(params, key, inputs) -> (loss, aux)``
+(differentiable in ``params``) with a method ``metrics(loss, aux) -> dict`` of floats for the
+history. ``inputs`` are extra arrays for the step (e.g. control-variate coefficients) supplied by
+an optional *accumulator*, an object with ``inputs()``, ``observe(aux)`` (after every applied
+step) and ``metrics(aux)`` (extra history entries).
+
+The step (BlackJAX style: a pure, jitted function of the state) computes the loss and gradient,
+the global gradient norm and whether both are finite, and the optimiser update scaled by the
+current learning-rate factor. The loop (:func:`run`) applies it under one policy:
+
+* a step with a non-finite loss or gradient is not applied; parameters and optimiser state
+  return to the last state whose loss was finite (the one just evaluated), the learning-rate
+  factor is halved and the event is recorded; after ``max_failures`` consecutive failures the
+  run stops with status ``"diverged"``, keeping the last good state;
+* the key of step s is ``fold_in(key, s)`` (``key_schedule="fold_in"``: a resumed run is
+  bit-identical) or the next split of a carried key (``"split"``);
+* with a ``checkpointer`` the state is saved every ``checkpoint_every`` steps and at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+#: consecutive non-finite steps after which a run stops (keeping the last good state)
+MAX_CONSECUTIVE_FAILURES = 20
+
+
+@functools.partial(jax.jit, static_argnames=("objective", "tx"))
+def train_step(params, opt_state, key, lr_scale, poison, inputs, *, objective, tx):
+    """One optimiser step; returns (new params, new opt state, loss, aux, |grad|, finite): not yet accepted.
+
+    ``poison`` (a bool) replaces the loss and gradient by NaN (tests the recovery path).
+    """
+    (loss, aux), grads = jax.value_and_grad(lambda p: objective(p, key, inputs), has_aux=True)(params)
+    loss = jnp.where(poison, jnp.nan, loss)
+    grads = jax.tree_util.tree_map(lambda g: jnp.where(poison, jnp.nan, g), grads)
+    gnorm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
+    updates, new_opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
+    return optax.apply_updates(params, updates), new_opt_state, loss, aux, gnorm, finite
+
+
+@dataclasses.dataclass
+class LoopState:
+    """Everything the loop carries; ``good`` = (params, opt_state, n_updates) of the last good state."""
+
+    params: Any
+    opt_state: Any
+    good: tuple
+    step: int = 0
+    n_updates: int = 0
+    lr_scale: float = 1.0
+    failures: int = 0
+    history: list = dataclasses.field(default_factory=list)
+    events: list = dataclasses.field(default_factory=list)
+    train_time: float = 0.0
+    status: str = "running"
+    key: Any = None  # the carried key of key_schedule="split"
+
+    @classmethod
+    def create(cls, params, tx, key=None) -> "LoopState":
+        opt_state = tx.init(params)
+        return cls(params=params, opt_state=opt_state, good=(params, opt_state, 0), key=key)
+
+    def scalars(self) -> dict:
+        """The JSON part of the state (for checkpoints)."""
+        return {"step": self.step, "n_updates": self.n_updates, "good_n_updates": self.good[2],
+                "lr_scale": self.lr_scale, "failures": self.failures, "history": self.history,
+                "events": self.events, "train_time_s": self.train_time, "status": self.status}
+
+    def trees(self) -> dict:
+        """The array part of the state (for checkpoints)."""
+        trees = {"params": self.params, "opt_state": self.opt_state, "good_params": self.good[0],
+                 "good_opt_state": self.good[1]}
+        if self.key is not None:
+            trees["loop_key"] = self.key
+        return trees
+
+    @classmethod
+    def restore(cls, trees: dict, scalars: dict) -> "LoopState":
+        return cls(params=trees["params"], opt_state=trees["opt_state"],
+                   good=(trees["good_params"], trees["good_opt_state"], int(scalars["good_n_updates"])),
+                   step=int(scalars["step"]), n_updates=int(scalars["n_updates"]),
+                   lr_scale=float(scalars["lr_scale"]), failures=int(scalars["failures"]),
+                   history=list(scalars["history"]), events=list(scalars["events"]),
+                   train_time=float(scalars["train_time_s"]), status=str(scalars["status"]),
+                   key=trees.get("loop_key"))
+
+
+@dataclasses.dataclass
+class Loop:
+    """The settings of :func:`run` (see the module docstring)."""
+
+    objective: Callable
+    tx: optax.GradientTransformation
+    schedule: Callable = None
+    accumulator: Any = None
+    max_failures: int = MAX_CONSECUTIVE_FAILURES
+    key_schedule: str = "fold_in"
+    checkpointer: Callable[[LoopState], None] | None = None
+    checkpoint_every: int = 0
+    callback: Callable[[dict], None] | None = None
+    progress: Any = None  # an object with update(n) and set_postfix_str(s), e.g. a tqdm bar
+    poison_steps: frozenset = frozenset()
+
+    def step_key(self, state: LoopState, key):
+        if self.key_schedule == "split":
+            state.key, k = jax.random.split(state.key)
+            return k
+        return jax.random.fold_in(key, state.step)
+
+    def lr(self, state: LoopState) -> float:
+        base = float(self.schedule(state.n_updates)) if self.schedule is not None else 1.0
+        return base * state.lr_scale
+
+
+def _accept(loop: Loop, state: LoopState, new, loss, aux, gnorm) -> dict:
+    """Apply a finite step; returns its history record."""
+    state.good = (state.params, state.opt_state, state.n_updates)  # the state just evaluated without trouble
+    state.params, state.opt_state = new
+    state.failures = 0
+    record = {"step": state.step, **loop.objective.metrics(loss, aux), "grad_norm": float(gnorm),
+              "lr": loop.lr(state)}
+    if loop.accumulator is not None:
+        record.update(loop.accumulator.metrics(aux))
+        loop.accumulator.observe(aux)
+    state.n_updates += 1
+    return record
+
+
+def _reject(loop: Loop, state: LoopState) -> None:
+    """Roll back a non-finite step: last good state, half the learning rate, record the event."""
+    state.params, state.opt_state, state.n_updates = state.good
+    state.lr_scale *= 0.5
+    state.failures += 1
+    state.events.append({"step": state.step, "event": "non-finite loss or gradient: step skipped, last good "
+                         "state restored, learning rate halved", "lr_scale": state.lr_scale})
+    if state.failures >= loop.max_failures:
+        state.status = "diverged"
+
+
+def run(loop: Loop, state: LoopState, n_steps: int, key) -> LoopState:
+    """Advance ``state`` until ``state.step == n_steps`` (or the run stops); returns the state."""
+    try:
+        while state.step < n_steps and state.status == "running":
+            t0 = time.perf_counter()
+            inputs = None if loop.accumulator is None else loop.accumulator.inputs()
+            *new, loss, aux, gnorm, finite = train_step(
+                state.params, state.opt_state, loop.step_key(state, key), state.lr_scale,
+                state.step in loop.poison_steps, inputs, objective=loop.objective, tx=loop.tx)
+            record = _accept(loop, state, new, loss, aux, gnorm) if bool(finite) else _reject(loop, state)
+            state.train_time += time.perf_counter() - t0
+            if record is not None:
+                record["time"] = state.train_time
+                state.history.append(record)
+                if loop.callback is not None:
+                    loop.callback(record)
+            if loop.progress is not None:
+                loop.progress.update(1)
+                if record is not None and "energy" in record:
+                    from ..stats import format_value_error
+
+                    loop.progress.set_postfix_str(f"E = {format_value_error(record['energy'], record['energy_err'])}")
+            state.step += 1
+            if loop.checkpointer is not None and loop.checkpoint_every and state.step % loop.checkpoint_every == 0:
+                loop.checkpointer(state)
+        if state.status == "running":
+            state.status = "completed"
+    finally:
+        if loop.progress is not None:
+            loop.progress.close()
+    if loop.checkpointer is not None:
+        loop.checkpointer(state)
+    return state
