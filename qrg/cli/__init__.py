@@ -13,6 +13,7 @@ from .._validation import QRGInputError
 _COMMANDS = {
     "reference": ".reference",
     "solve": ".solve",
+    "flow": ".flow",
     "sample": ".sample",
     "bench": ".bench",
     "rgflow": ".rgflow",

@@ -30,6 +30,7 @@ from ..models import MODELS
 from ..optim.optimizers import OPTIMIZERS
 from ..rg import SCHEMES
 from .estimators import LAPLACIANS
+from .objective import CONSISTENCY
 
 #: ``model = "custom"``: a ready ScoreModel passed to qrg.solve (not buildable by name)
 CUSTOM_MODEL = "custom"
@@ -50,14 +51,17 @@ class SolveConfig:
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
-    with ``rg_batch`` samples; ``control_variates`` "stein" subtracts the zero-mean Stein features of
-    :func:`qrg.energy.stein_features` from the training energies (unbiased, ~10³× smaller gradient
+    of kind ``consistency`` ("dsm" or "nll", :data:`qrg.groundstate.objective.CONSISTENCY`) with
+    ``rg_batch`` samples; ``control_variates`` "stein" subtracts the zero-mean Stein features of
+    :func:`qrg.groundstate.estimators.stein_features` from the training energies (unbiased, ~10³× smaller gradient
     variance), with coefficients fitted on an exponential moving average (decay ``cv_decay``) of
     the previous steps' batches; "none" trains on the plain integrated-by-parts energies.
     Evaluation: ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
     more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes;
     ``systematic_batch`` paired samples of the step-doubling estimate of the ODE discretisation
-    error (:func:`qrg.solver.discretisation_check`: eval_n_steps against 2·eval_n_steps; 0 = off).
+    error (:func:`qrg.groundstate.evaluation.discretisation_check`: eval_n_steps against
+    2·eval_n_steps; 0 = off); ``consistency_batch`` samples per set and time of the RG-consistency
+    diagnostic (:func:`qrg.groundstate.consistency.rg_consistency`; 0 = off).
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
     """
 
@@ -89,6 +93,7 @@ class SolveConfig:
     warmup: int = 10
     grad_clip: float = 0.0
     beta_rg: float = 0.0
+    consistency: str = "dsm"
     rg_batch: int = 64
     control_variates: str = "stein"
     cv_decay: float = 0.9
@@ -99,6 +104,7 @@ class SolveConfig:
     laplacian: str = "auto"
     n_probes: int = 4
     systematic_batch: int = 4096
+    consistency_batch: int = 4096
     # checkpoints
     checkpoint_every: int = 100
 
@@ -110,7 +116,8 @@ class SolveConfig:
         for name in _positive_int:
             if getattr(self, name) < 1:
                 raise QRGInputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
-        for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch"):
+        for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
+                     "consistency_batch"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):
@@ -134,7 +141,8 @@ class SolveConfig:
         if self.model != CUSTOM_MODEL:
             MODELS.check("model", self.model)
         for name, registry in (("scheme", SCHEMES), ("solver", SOLVERS), ("adjoint", ADJOINTS),
-                               ("integrator", INTEGRATORS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS)):
+                               ("integrator", INTEGRATORS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS),
+                               ("consistency", CONSISTENCY)):
             registry.check(name, getattr(self, name))
         for name, allowed in (("init", INITS), ("control_variates", CONTROL_VARIATES)):
             if getattr(self, name) not in allowed:

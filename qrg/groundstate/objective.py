@@ -10,13 +10,15 @@ flow's: discretise-then-optimise or backsolve). With Stein control-variate coeff
 on earlier batches, :class:`~qrg.groundstate.estimators.ControlVariateFit`) the per-sample energy is
 e_ibp − Σ_j c_j h_j: same mean and gradient, far smaller variance.
 
-L_RG is the RG-consistency term of design §3.4: denoising score matching of the model's own
-samples (stop-gradient on φ_0) along the exact RG kernel,
+L_RG is the RG-consistency term of design §3.4 (``CONSISTENCY``, by name). Both forms draw
+t ~ U(t_min, T), push the model's own samples (stop-gradient on φ_0) through the exact kernel
+(paper 5.19) to φ_t, and are minimal, at fixed p_θ,0, when p_θ,t is the true RG flow of p_θ,0:
 
-    L_RG = E_{t ~ U(t_min, T)} E_{φ_0 ~ p_θ} E_{φ_t|φ_0} λ(t) |s_θ(φ_t, t) − ∇ log p(φ_t|φ_0)|² / N^d,
-
-with λ(t) = mean_k Σ_k(t) (so each term is O(1) at every t); its minimum over the score at fixed
-p_θ,0 is the true RG flow of p_θ,0 (paper 5.23).
+* ``"dsm"``: denoising score matching (paper 5.23),
+  L_RG = E λ(t) |s_θ(φ_t, t) − ∇ log p(φ_t|φ_0)|² / N^d, λ(t) = mean_k Σ_k(t) (each term O(1) at
+  every t); only score evaluations, no ODE solve;
+* ``"nll"``: the paper's inner loop (6.3), the negative log-likelihood L_RG = −E log p_θ,t(φ_t)/N^d
+  by the forward solve t → T (the forward KL to the flowed ground state, up to its entropy).
 """
 
 from __future__ import annotations
@@ -26,9 +28,19 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from ..registry import Registry
 from .estimators import ibp_energy, stein_features
 
+#: RG-consistency objectives by name: ``(flow, params, phi0, key) -> scalar loss``
+CONSISTENCY: Registry = Registry("RG-consistency objective")
 
+
+def _kernel_times(flow, key, n: int, t_min_fraction: float):
+    t_min = t_min_fraction * flow.T
+    return t_min + (flow.T - t_min) * jax.random.uniform(key, (n,))
+
+
+@CONSISTENCY.register("dsm")
 def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
     """Denoising score matching of s_θ on the exact RG kernel from the samples ``phi0`` (design §3.4).
 
@@ -38,8 +50,7 @@ def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
     scheme, lat = flow.scheme, flow.lattice
     n = phi0.shape[0]
     k_t, k_noise = jax.random.split(key)
-    t_min = t_min_fraction * flow.T
-    t = t_min + (flow.T - t_min) * jax.random.uniform(k_t, (n,))
+    t = _kernel_times(flow, k_t, n, t_min_fraction)
     keys = jax.random.split(k_noise, n)
 
     def one(p0, s, k):
@@ -52,14 +63,25 @@ def rg_consistency_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
     return jnp.mean(jax.vmap(one)(phi0, t, keys))
 
 
+@CONSISTENCY.register("nll")
+def rg_likelihood_loss(flow, params, phi0, key, t_min_fraction: float = 1e-3):
+    """−E log p_θ,t(φ_t) / N^d with φ_t = the exact kernel applied to ``phi0`` (stop-gradient) at t ~ U."""
+    n = phi0.shape[0]
+    k_t, k_noise = jax.random.split(key)
+    t = _kernel_times(flow, k_t, n, t_min_fraction)
+    phi_t = jax.vmap(lambda p0, s, k: flow.scheme.sample_transition(k, p0, s))(phi0, t, jax.random.split(k_noise, n))
+    trainable = flow if flow.log_prob_adjoint == "recursive" else flow.replace(log_prob_adjoint="recursive")
+    return -jnp.mean(trainable.log_prob(params, jax.lax.stop_gradient(phi_t), t)) / flow.lattice.n_sites
+
+
 def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 0.0, rg_batch: int = 64,
-                     cv_coef=None):
+                     cv_coef=None, consistency: str = "dsm"):
     """The training loss and its diagnostics for one batch: (loss, (energy, energy_err, rg_loss, moments)).
 
     loss = mean_b e(φ_0^b) + β L_RG with φ_0^b, g^b from one backward solve of ``flow``
     (reparameterised in the prior noise drawn from ``key``) and e = e_ibp = |g|²/(8a^d) + V, or,
     with ``cv_coef`` c (constants), e = e_ibp − Σ_j c_j h_j with the Stein features h_j of
-    :func:`qrg.energy.stein_features` (zero mean under p_θ for every θ, so the mean and its
+    :func:`qrg.groundstate.estimators.stein_features` (zero mean under p_θ for every θ, so the mean and its
     gradient are unchanged while the variance drops by orders of magnitude). Its ``jax.grad`` in
     ``params`` is the reparameterisation gradient of the variational energy. ``moments``
     (stop-gradient; None without ``cv_coef``) are the batch sums (n, Σh, Σhhᵀ, Σe_ibp, Σ e_ibp h)
@@ -80,7 +102,7 @@ def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 
     rg = jnp.zeros(())
     if beta_rg > 0:
         m = min(rg_batch, batch)
-        rg = rg_consistency_loss(flow, params, jax.lax.stop_gradient(phi[:m]), k_rg)
+        rg = CONSISTENCY.get(consistency, "consistency")(flow, params, jax.lax.stop_gradient(phi[:m]), k_rg)
         loss = loss + beta_rg * rg
     return loss, (energy, err, rg, moments)
 
@@ -95,10 +117,11 @@ class EnergyObjective:
     batch: int
     beta_rg: float = 0.0
     rg_batch: int = 64
+    consistency: str = "dsm"
 
     def __call__(self, params, key, cv_coef):
         return energy_objective(self.flow, self.theory, params, key, self.batch, beta_rg=self.beta_rg,
-                                rg_batch=self.rg_batch, cv_coef=cv_coef)
+                                rg_batch=self.rg_batch, cv_coef=cv_coef, consistency=self.consistency)
 
     def metrics(self, loss, aux) -> dict:
         energy, err, rg = (float(x) for x in aux[:3])

@@ -52,6 +52,7 @@ def result_json(result) -> dict:
         "theory": result.theory.params(),
         "reference": result.reference,
         "relative_error": result.relative_error,
+        "rg_consistency": None if result.consistency is None else result.consistency.to_json(),
     }
     return out
 
@@ -128,4 +129,6 @@ def summary(result) -> str:
         s += f", ODE systematic {result.systematic:.2g} ({d.n_steps} vs {d.n_steps_fine} steps)"
     if result.reference is not None:
         s += f", exact E0 = {result.reference:.10g} (rel. err {result.relative_error:.2e})"
+    if result.consistency is not None:
+        s += "\n" + str(result.consistency)
     return s

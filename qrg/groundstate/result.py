@@ -8,6 +8,7 @@ import numpy as np
 
 from ..stats import Stats
 from .config import SolveConfig
+from .consistency import ConsistencyReport
 from .estimators import EnergyStats
 from .evaluation import DiscretisationCheck
 
@@ -32,6 +33,23 @@ class GroundState:
     def log_prob(self, phi, t=0.0):
         return self.flow.log_prob(self.params, phi, t)
 
+    def flowed(self, t: float, key=None, n: int = 4096):
+        """Ψ_t: a :class:`~qrg.groundstate.flowed.FlowedState` with ``n`` samples of p_θ,t, their log p and
+        scores, and the observables and running couplings measured on them (key default: PRNGKey(0))."""
+        import jax
+
+        from .flowed import flowed_state
+
+        return flowed_state(self, t, jax.random.PRNGKey(0) if key is None else key, n)
+
+    def consistency_check(self, key=None, n: int = 4096, times=None):
+        """:func:`~qrg.groundstate.consistency.rg_consistency` of this state (key default: PRNGKey(0))."""
+        import jax
+
+        from .consistency import rg_consistency
+
+        return rg_consistency(self, jax.random.PRNGKey(0) if key is None else key, n, times=times)
+
 
 @dataclasses.dataclass
 class SolveResult(GroundState):
@@ -54,6 +72,7 @@ class SolveResult(GroundState):
     status: str
     reference: float | None
     discretisation: DiscretisationCheck | None = None  # step-doubling check of the evaluation solve
+    consistency: ConsistencyReport | None = None  # is p_θ,t the exact RG flow of p_θ,0?
 
     # ---------------------------------------------------------------- estimates
     @property

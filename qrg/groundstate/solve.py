@@ -21,6 +21,7 @@ from ..optim.loop import Loop, LoopState, run
 from ..optim.optimizers import make_optimizer
 from .ansatz import build_flow
 from .config import SolveConfig
+from .consistency import rg_consistency
 from .estimators import ControlVariateFit, n_stein_features
 from .evaluation import discretisation_check, evaluate
 from .objective import EnergyObjective
@@ -29,7 +30,7 @@ from .result import GroundState, SolveResult
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
                "adjoint", "integrator", "batch", "seed", "optimizer", "lr", "lr_final", "warmup", "grad_clip",
-               "beta_rg", "rg_batch", "init", "control_variates", "cv_decay")
+               "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 
 def count_params(params) -> int:
@@ -141,7 +142,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         else None
     run_ = _Run(cfg, flow, tx, root, key_init, cv_fit)
     state = run_.load(out) if resume else LoopState.create(flow.init(key_init), tx)
-    loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch), tx=tx,
+    loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency), tx=tx,
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
                 checkpointer=None if out is None else (lambda s: run_.save(out, s)),
                 progress=_progress(cfg, state.step) if progress else None,
@@ -153,6 +154,9 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         config=cfg, n_params=count_params(state.params), wall_time_s=0.0, train_time_s=state.train_time,
         steps_done=state.step, status=state.status,
         reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check)
+    if cfg.consistency_batch:
+        result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
+                                                                                            cfg.eval_batch))
     result.wall_time_s = time.perf_counter() - t_start
     if out is not None:
         result.save(out)

@@ -137,6 +137,41 @@ class RGScheme(abc.ABC):
         ratio = self.mean_factor(t) / self.mean_factor(s)
         return ratio, self.kernel_variance(t) - ratio**2 * self.kernel_variance(s)
 
+    def sample_path(self, key, phi0, ts):
+        """The exact RG flow of the samples ``phi0`` at the increasing times ``ts`` (≥ 0), one path each.
+
+        φ_{t_{i+1}} = α_{t_{i+1}|t_i} φ_{t_i} + Σ_{t_{i+1}|t_i}^{1/2} ξ_i with ξ_i ~ N(0, 1) drawn from
+        fold_in(key, i), so every φ_{t_i} is an exact draw of p_0 ∗ kernel_{t_i} (paper 5.8–5.10) and the
+        paths are RG trajectories. Returns shape (len(ts),) + phi0.shape.
+        """
+        self.lattice.check_field(phi0, "phi0")
+        ts = np.asarray(ts, dtype=float)
+        if ts.ndim != 1 or ts.size == 0:
+            raise QRGInputError("ts must be a non-empty 1-d sequence of RG times")
+        check_time(ts, "ts")
+        if np.any(np.diff(ts) < 0):
+            raise QRGInputError(f"ts must be non-decreasing (got {ts.tolist()})")
+        phi, out, t_prev = jnp.asarray(phi0, dtype=float), [], 0.0
+        for i, t in enumerate(ts):
+            if t > t_prev:
+                ratio, var = self.transition_between(t_prev, float(t))
+                white = jax.random.normal(jax.random.fold_in(key, i), phi.shape)
+                phi = (self.lattice.apply_diagonal(phi, ratio)
+                       + self.lattice.apply_diagonal(white, jnp.sqrt(jnp.clip(var, 0.0, None))))
+            out.append(phi)
+            t_prev = float(t)
+        return jnp.stack(out)
+
+    def flow_two_point(self, t, g2_0):
+        """Exact flowed two-point function G2_t(k) = α_t(k)² G2_0(k) + a^d Σ_t(k) of ANY p_0.
+
+        The kernel is linear, φ_t = α_t φ_0 + ξ_t with ξ_t independent of φ_0, so a t = 0 reference
+        (DMRG's ⟨φ_0 φ_r⟩, ED, the exact free theory) fixes the whole flow of G2 (design §3.4); G2 is
+        normalised as in :mod:`qrg.observables`: G2(k) = a^d N^-d ⟨|φ̃(k)|²⟩.
+        """
+        check_time(t)
+        return self.mean_factor(t) ** 2 * jnp.asarray(g2_0) + self.lattice.volume_element * self.kernel_variance(t)
+
     # ---------------------------------------------------------------- bridges and priors
     def bridge_variance(self, t, variance0):
         """C_t = α_t² C_0 + Σ_t: flowed covariance of a Gaussian φ_0 ~ N(0, C_0)."""
