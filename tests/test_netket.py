@@ -48,7 +48,7 @@ def test_neural_ansatz_symmetries_and_hartree_start(key):
     np.testing.assert_allclose(f(jnp.roll(x, 3, axis=-1)), f(x), rtol=1e-12)  # translations
     np.testing.assert_allclose(f(x[:, ::-1]), f(x), rtol=1e-12)  # reflection
     # the CNN head starts at zero: the ansatz starts as the lattice-Hartree Gaussian
-    from qrg.baselines.local_basis import lattice_hartree
+    from qrg.hartree import lattice_hartree
 
     omega = np.sqrt(th.lattice.phat2 + lattice_hartree(th)["m2_hartree"])
     A = NV.free_gaussian_kernel(th, omega)
