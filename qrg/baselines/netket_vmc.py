@@ -234,7 +234,7 @@ def vmc_ground_state(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_s
     if ansatz not in ANSATZE:
         raise QRGInputError(f"ansatz must be one of {ANSATZE} (got {ansatz!r})")
     o = _check_options(n_iter, n_samples, n_chains, learning_rate, diag_shift, time_budget_s, chunk_size)
-    o["tune_every"] = tune_every
+    o["tune_every"] = check_int("tune_every (VMC steps between proposal re-tunings)", tune_every, minimum=1)
     hilbert, H = netket_hamiltonian(theory)
     sigma = 1.2 / np.sqrt(theory.lattice.n_sites)
 
