@@ -17,7 +17,8 @@ from .analysis import annotate, equal_time_ratios, fit_scaling, steady_time_per_
 from .report import make_plots, markdown_table
 from .results import load_partial, machine_info
 from .runner import record_of, run_baseline, run_netket, run_qrg, run_reference, run_suite
-from .suites import COUPLINGS_FULL, METHODS, SUITES, Limit, Suite, check_methods, get_suite, problem_label, select_problems
+from .suites import (COUPLINGS_FULL, METHODS, SUITES, Limit, Suite, check_methods, get_suite, problem_label,
+                     select_problems)
 
 __all__ = [
     "Suite", "Limit", "SUITES", "METHODS", "COUPLINGS_FULL", "get_suite", "check_methods", "problem_label",
