@@ -158,15 +158,3 @@ class Phi4:
 
     def free_euclidean(self) -> FourierGaussian:
         return FourierGaussian(self.lattice, jnp.asarray(self.free_euclidean_variance()))
-
-    def exact_reference(self) -> dict:
-        """JSON-ready exact free-theory reference (``qrg reference --method exact``)."""
-        self._require_free("the exact reference")
-        e0 = self.free_ground_energy()
-        return {
-            "method": "exact",
-            **self.params(),
-            "energy": e0,
-            "energy_per_site": e0 / self.lattice.n_sites,
-            "phi2": self.free_phi2(),
-        }

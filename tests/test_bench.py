@@ -1,19 +1,41 @@
 """``qrg bench``: the suite machinery end to end (fast: tiny budgets; slow: the real quick suite)."""
 
 import json
+import pathlib
+import shutil
 
 import numpy as np
 import pytest
 
-from qrg import QRGInputError
-from qrg.bench import Suite, annotate, fit_scaling, run_suite
+from qrg import Phi4, QRGInputError
+from qrg.bench import METHODS, Limit, Suite, annotate, fit_scaling, run_suite
 from qrg.cli import main
+
+FULL = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "full"
 
 
 def test_fit_scaling_recovers_a_power_law():
     recs = [{"method": "qrg", "sites": s, "time_per_iter_s": 0.01 * s**1.5} for s in (4, 8, 16, 32)]
     fit = fit_scaling(recs)["qrg"]
     assert abs(fit["alpha"] - 1.5) < 1e-12 and fit["sizes"] == [4, 8, 16, 32]
+
+
+def test_fit_scaling_error_is_the_standard_error_of_the_slope():
+    sites = np.array([8, 8, 16, 16, 32, 64])
+    t = 1e-3 * sites**1.2 * np.array([1.1, 0.9, 1.05, 0.97, 1.2, 0.8])
+    recs = [{"method": "m", "sites": int(s), "time_per_iter_s": float(x)} for s, x in zip(sites, t)]
+    recs.append({"method": "reference:dmrg", "sites": 8, "time_per_iter_s": 1.0})  # references are not fitted
+    fits = fit_scaling(recs)
+    assert list(fits) == ["m"]
+    # the textbook formulas: slope = Sxy/Sxx, se² = Σ resid² / ((n − 2) Sxx)
+    x, y = np.log(sites), np.log(t)
+    sxx = np.sum((x - x.mean()) ** 2)
+    slope = np.sum((x - x.mean()) * (y - y.mean())) / sxx
+    resid = y - y.mean() - slope * (x - x.mean())
+    np.testing.assert_allclose(fits["m"]["alpha"], slope, rtol=1e-12)
+    np.testing.assert_allclose(fits["m"]["alpha_err"], np.sqrt(resid @ resid / (len(x) - 2) / sxx), rtol=1e-10)
+    two = fit_scaling([{"method": "m", "sites": s, "time_per_iter_s": s**2.0} for s in (4, 8)])["m"]
+    assert abs(two["alpha"] - 2) < 1e-12 and np.isnan(two["alpha_err"])  # no scatter to estimate it from
 
 
 def test_annotate_relative_error_and_variational_winner():
@@ -65,18 +87,56 @@ def test_a_failing_method_is_recorded_and_the_suite_goes_on(tmp_path):
 
 
 def test_reference_choice():
-    from qrg import Phi4
     from qrg.bench import SUITES, run_reference
 
-    assert run_reference(Phi4.chain(64, 1.0, 0.0), SUITES["quick"])["method"] == "exact"
-    assert run_reference(Phi4.from_params(d=2, N=2, m2=1.0, lam=1.0), SUITES["quick"])["method"] == "ed"
+    assert run_reference(Phi4.chain(64, 1.0, 0.0), SUITES["quick"]).method == "exact"
+    assert run_reference(Phi4.from_params(d=2, N=2, m2=1.0, lam=1.0), SUITES["quick"]).method == "ed"
+    # DMRG applies to the 4x4 torus, but the suites limit it to chains: no reference
     assert run_reference(Phi4.from_params(d=2, N=4, m2=1.0, lam=1.0), SUITES["quick"]) is None
+
+
+def test_a_suite_reference_must_be_a_deterministic_baseline():
+    with pytest.raises(QRGInputError, match="deterministic"):
+        Suite("x", problems=(), qrg={}, netket_gaussian={}, netket_neural={}, dmrg={}, references=("netket-gaussian",))
+    with pytest.raises(QRGInputError, match="references must be one of"):
+        Suite("x", problems=(), qrg={}, netket_gaussian={}, netket_neural={}, dmrg={}, references=("magic",))
+
+
+def test_any_registered_baseline_is_a_bench_method_and_limits_skip_it(tmp_path):
+    suite = Suite("tiny", problems=((1, 2, 1.0, 6.0), (1, 3, 1.0, 6.0)), qrg={}, netket_gaussian={},
+                  netket_neural={}, dmrg={}, ed={"local_dims": (8, 10)}, references=("exact", "ed"),
+                  limits={"ed": Limit(max_sites=2)})
+    logs = []
+    res = run_suite(suite, out=tmp_path, methods=("reference", "ed"), log=logs.append)
+    recs = {(r["N"], r["method"]): r for r in res["records"]}
+    assert set(recs) == {(2, "reference:ed"), (2, "ed")}  # the limit holds for the reference role too
+    # the same baseline with the same options is its own reference: no error at all
+    assert recs[2, "ed"]["rel_error"] == 0 and recs[2, "ed"]["energy_err"] == 0
+    ref = recs[2, "reference:ed"]
+    assert recs[2, "ed"]["rel_error_sigma"] == pytest.approx(ref["error_estimate"] / ref["energy"], rel=1e-12)
+    assert any("not run: 3 sites > the suite's limit of 2" in line for line in logs)
+
+
+def test_resume_renders_the_committed_full_results_without_running(tmp_path):
+    """``--resume`` on the complete full suite re-reads results.json and writes the same results.md."""
+    shutil.copy(FULL / "results.json", tmp_path / "results.json")
+    logs = []
+    res = run_suite("full", out=tmp_path, methods=METHODS, seed=0, resume=True, log=logs.append)
+    assert logs and all("done in the previous run (resume), skipped" in line for line in logs)
+    assert (tmp_path / "results.md").read_text() == (FULL / "results.md").read_text()
+    old = json.loads((FULL / "results.json").read_text())
+    assert res["complete"] and res["records"] == old["records"] and res["equal_time"] == old["equal_time"]
+    assert res["machine"] == old["machine"]  # nothing ran: the machine is still the one that did
+    for method, fit in old["scaling"].items():
+        assert res["scaling"][method]["sizes"] == fit["sizes"]
+        np.testing.assert_allclose(res["scaling"][method]["alpha"], fit["alpha"], rtol=1e-13)
+        np.testing.assert_allclose(res["scaling"][method]["alpha_err"], fit["alpha_err"], rtol=1e-13)
 
 
 def test_bad_suite_and_method(tmp_path):
     with pytest.raises(QRGInputError, match="suite"):
         run_suite("huge", out=tmp_path)
-    with pytest.raises(QRGInputError, match="methods"):
+    with pytest.raises(QRGInputError, match=r"methods must be among \('reference', 'qrg', 'exact'"):
         run_suite("quick", out=tmp_path, methods=("qrg", "dmft"))
     assert main(["bench", "--suite", "nope", "--out", str(tmp_path)]) == 2
 

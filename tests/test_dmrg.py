@@ -74,7 +74,8 @@ def test_square_2x2_agrees_with_ed():
     assert abs(r["energy"] - ed["energy"]) < 1e-8
     np.testing.assert_allclose(r["phi2"], ed["phi2"], rtol=1e-6)
     assert np.shape(r["correlation"]) == (2, 2)
-    np.testing.assert_allclose(np.ravel(r["correlation"]), ed["correlation"], atol=1e-6)
+    np.testing.assert_allclose(r["correlation"], ed["correlation"], atol=1e-6)
+    np.testing.assert_allclose(r["M2"], ed["M2"], rtol=1e-6)
 
 
 def test_free_cube_2x2x2_exact():

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from qrg import Lattice, Phi4, QRGInputError
-from qrg.baselines import ed_ground_state, ed_reference, hartree_frequency, local_basis, oscillator_matrices
+from qrg.baselines import ed_ground_state, ed_reference, local_basis, oscillator_matrices
+from qrg.baselines.local_basis import site_mass2
+from qrg.hartree import lattice_hartree, site_hartree_frequency
 from qrg.cli import main
 
 # anharmonic oscillator H = −½∂² + ½x² + x⁴ (m² = 1, λ/24 = 1): the standard published value
@@ -26,12 +28,20 @@ def test_oscillator_matrices_are_exact_truncations():
                                atol=1e-13)
 
 
-def test_hartree_frequency_solves_the_gap_equation():
+def test_site_hartree_frequency_solves_the_gap_equation():
     for m2, lam, M in [(1.0, 24.0, 1.0), (-0.5, 2.4, 1.0), (3.0, 6.0, 0.5)]:
-        w = hartree_frequency(m2, lam, M)
+        w = site_hartree_frequency(m2, lam, M)
         assert w > 0
         np.testing.assert_allclose(w**2, m2 + 0.5 * lam / (2 * M * w), rtol=1e-13)
-    assert hartree_frequency(4.0, 0.0, 1.0) == 2.0
+    assert site_hartree_frequency(4.0, 0.0, 1.0) == 2.0
+
+
+def test_local_bases_take_their_widths_from_qrg_hartree():
+    th = Phi4(Lattice(2, 3, 0.7), -0.5, 2.4)
+    assert local_basis(th, 6, basis="hartree").omega == lattice_hartree(th)["omega_site"]
+    w = site_hartree_frequency(site_mass2(th), th.lam, th.lattice.volume_element)
+    assert local_basis(th, 6, basis="meanfield").omega == w
+    assert local_basis(th, 6, basis="oscillator").omega == w
 
 
 @pytest.mark.parametrize("basis", ["hartree", "meanfield", "oscillator"])
@@ -77,9 +87,11 @@ def test_free_theory_exact(d, N, dims, m2, a):
     assert abs(r["energy"] - e0) < 1e-7 * e0
     np.testing.assert_allclose(r["phi2"], th.free_phi2(), rtol=1e-6)
     # <φ_0 φ_n> against the exact covariance (2 a^d Ω)^-1
-    C = np.real(np.fft.ifftn(th.free_ground_variance())).ravel()
+    C = np.real(np.fft.ifftn(th.free_ground_variance()))
     np.testing.assert_allclose(r["correlation"], C, atol=1e-6)
     assert {k: r[k] for k in ("d", "N", "a", "m2", "lam")} == th.params()
+    # <M²> = the zero mode's variance / N^d
+    np.testing.assert_allclose(r["M2"], th.free_ground_variance().flat[0] / th.lattice.n_sites, rtol=1e-6)
 
 
 def test_interacting_chain_is_converged_and_above_gaussian_bound():

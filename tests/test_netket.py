@@ -48,7 +48,7 @@ def test_neural_ansatz_symmetries_and_hartree_start(key):
     np.testing.assert_allclose(f(jnp.roll(x, 3, axis=-1)), f(x), rtol=1e-12)  # translations
     np.testing.assert_allclose(f(x[:, ::-1]), f(x), rtol=1e-12)  # reflection
     # the CNN head starts at zero: the ansatz starts as the lattice-Hartree Gaussian
-    from qrg.baselines.local_basis import lattice_hartree
+    from qrg.hartree import lattice_hartree
 
     omega = np.sqrt(th.lattice.phat2 + lattice_hartree(th)["m2_hartree"])
     A = NV.free_gaussian_kernel(th, omega)
@@ -89,6 +89,7 @@ def test_chunked_evaluation_gives_the_same_energy(monkeypatch):
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"n_iter": -3}, "n_iter"),
         ({"chunk_size": 0}, "chunk_size"),
+        ({"tune_every": 0}, "tune_every"),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -107,3 +108,21 @@ def test_vmc_neural_interacting_n8_is_variational_and_beats_gaussian():
     for r in (g, n):
         assert r["energy"] > ref["energy"] - 5 * r["energy_err"]  # variational
     assert n["energy"] < g["energy"]
+
+
+def test_cli_reference_netket_gaussian(capsys):
+    """The registry path of `qrg reference`: options from flags, JSON with NetKet's error of the mean."""
+    import json
+
+    from qrg.cli import main
+
+    argv = ["reference", "--method", "netket-gaussian", "--N", "2", "--m2", "1", "--lam", "0",
+            "--n-iter", "40", "--n-samples", "256", "--seed", "2"]
+    assert main(argv) == 0
+    r = json.loads(capsys.readouterr().out)
+    e0 = Phi4.chain(2, 1.0, 0.0).free_ground_energy()
+    assert r["method"] == "netket-gaussian" and r["n_iter"] == 40 and r["n_samples"] == 256
+    assert r["error_estimate"] == 0 and r["energy_err"] > 0 and len(r["history"]) == 40
+    assert abs(r["energy"] - e0) < 5 * r["energy_err"] + 1e-9
+    assert main(["reference", "--method", "netket-neural", "--N", "2", "--m2", "1", "--lam", "0", "--chi", "8"]) == 2
+    assert "--chi/--chis do not apply to --method netket-neural" in capsys.readouterr().err

@@ -47,6 +47,7 @@ import warnings
 import numpy as np
 
 from .._validation import QRGInputError, check_int
+from .base import Baseline, Reference, register_baseline
 from .local_basis import local_basis, neighbour_couplings
 
 MIN_N = 3  # chains; tori in d >= 2 need N >= 2
@@ -142,16 +143,16 @@ def _make_model(theory, lb, conserve_parity: bool):
     return _Phi4Lattice(), pos
 
 
-def _check_inputs(theory, local_dims, chis):
-    if theory.d == 1 and theory.N < MIN_N:
-        raise QRGInputError(f"N must be >= {MIN_N} for DMRG on a periodic chain (got N = {theory.N}); use ED")
-    if theory.d > 1 and theory.N < 2:
-        raise QRGInputError(f"N must be >= 2 for DMRG on a d = {theory.d} torus (got N = {theory.N})")
+def _check_sequences(local_dims, chis):
     local_dims = [check_int("local_dim (states per site)", L, minimum=2) for L in np.atleast_1d(local_dims)]
     chis = [check_int("chi (bond dimension)", c, minimum=2) for c in np.atleast_1d(chis)]
     for name, seq in (("local_dims", local_dims), ("chis", chis)):
         if sorted(seq) != list(seq) or len(set(seq)) != len(seq):
             raise QRGInputError(f"{name} must be strictly increasing (got {seq})")
+    if len(local_dims) < 2 or len(chis) < 2:
+        raise QRGInputError(
+            f"need at least two local_dims and two chis to estimate the error (got {local_dims}, {chis})"
+        )
     return local_dims, chis
 
 
@@ -194,77 +195,86 @@ def _run_dmrg(model, psi, chi: int, *, max_sweeps: int, e_tol: float, svd_min: f
     }
 
 
-def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str = "hartree",
-                      omega: float | None = None, conserve_parity: bool = True, max_sweeps: int = 40,
-                      e_tol: float = 1e-12, svd_min: float = 1e-14, correlations: bool = True) -> dict:
-    """DMRG ground state of the periodic lattice ``theory`` with truncation-error estimate.
+def _sweep_chis(model, psi, chis, *, max_sweeps: int, e_tol: float, svd_min: float) -> list[dict]:
+    """DMRG at each bond dimension in turn, warm-started; the intermediate ones only feed the error
+    estimate, so 1e-10 convergence suffices for them."""
+    runs = []
+    for k, chi in enumerate(chis):
+        tol = e_tol if k == len(chis) - 1 else max(e_tol, 1e-10)
+        runs.append(_run_dmrg(model, psi, chi, max_sweeps=max_sweeps, e_tol=tol, svd_min=svd_min))
+    return runs
+
+
+def _measure(psi, pos, shape, correlations: bool) -> tuple[float, np.ndarray | None]:
+    """Site-averaged <φ_n²> and (optionally) the translation-averaged <φ_0 φ_r> in lattice ordering."""
+    phi2 = float(np.mean(np.asarray(psi.expectation_value("phi2"), dtype=float)))
+    if not correlations:
+        return phi2, None
+    C_mps = np.asarray(psi.correlation_function("phi", "phi"), dtype=float)
+    return phi2, _translation_average(C_mps[np.ix_(pos, pos)], shape)  # flat lattice site indices
+
+
+@register_baseline
+class DMRG(Baseline):
+    """TeNPy DMRG of the periodic lattice with a truncation-error estimate (module docstring).
 
     Chains are the intended use; tori in d ≥ 2 work through the same MPO (see the module
     docstring for the ordering) while their boundary is small (4×4: χ = 128 gives ~2e-5, ~45 min).
 
-    Parameters
-    ----------
-    local_dims : increasing local dimensions; the chi sweep runs at the last, the previous
-        one gives the local-dimension error.
-    chis : increasing bond dimensions (the last two give the χ error).
-    basis, omega : local basis (:func:`qrg.baselines.local_basis.local_basis`).
-    conserve_parity : conserve φ → −φ parity (Z2 charge); the ground state is even.
-
-    Returns a dict with the keys of ``Phi4.exact_reference`` plus ``error_estimate``,
-    ``local_dim``, ``chi``, ``energies_chi`` (per χ at the largest L), ``energy_local_dim_prev``,
-    ``max_trunc_err``, ``correlation`` (translation averaged <φ_0 φ_r>), ``M2``, ``rms_M``,
-    ``wall_time_s`` and the basis parameters.
+    Options: ``local_dims`` (increasing; the χ sweep runs at the last, the previous one gives the
+    local-dimension error), ``chis`` (increasing; the last two give the χ error), ``basis``, ``omega``
+    (:func:`qrg.baselines.local_basis.local_basis`), ``conserve_parity`` (φ → −φ parity as a Z2
+    charge; the ground state is even), ``max_sweeps``, ``e_tol``, ``svd_min``, ``correlations``
+    (measure <φ_0 φ_r> and <M²>). Details: ``error_chi``, ``error_local_dim``, ``local_dim``,
+    ``local_dims``, ``chi``, ``chis``, ``energies_chi`` (per χ at the largest L),
+    ``energy_local_dim_prev``, ``max_trunc_err``, ``sweeps``, ``conserve_parity``, ``ordering`` and
+    the basis parameters.
     """
-    local_dims, chis = _check_inputs(theory, local_dims, chis)
-    if len(local_dims) < 2 or len(chis) < 2:
-        raise QRGInputError(
-            f"need at least two local_dims and two chis to estimate the error (got {local_dims}, {chis})"
-        )
-    logging.getLogger("tenpy").setLevel(logging.WARNING)
-    from tenpy.networks.mps import MPS
 
-    t0 = time.perf_counter()
-    V = theory.lattice.n_sites
-    shape = tuple(theory.lattice.shape)
+    name = "dmrg"
+    summary = "TeNPy DMRG (periodic chains N >= 3; small tori such as 4x4)"
 
-    def fresh(L):
-        lb = local_basis(theory, L, basis=basis, omega=omega)
-        model, pos = _make_model(theory, lb, conserve_parity)
-        psi = MPS.from_product_state(model.lat.mps_sites(), ["0"] * V, bc="finite")
-        return lb, model, pos, psi
+    def why_not(self, theory, **options) -> str | None:
+        if theory.d == 1 and theory.N < MIN_N:
+            return f"N must be >= {MIN_N} for DMRG on a periodic chain (got N = {theory.N}); use ED"
+        if theory.d > 1 and theory.N < 2:
+            return f"N must be >= 2 for DMRG on a d = {theory.d} torus (got N = {theory.N})"
+        return None
 
-    runs = []
-    with warnings.catch_warnings(), limit_blas_threads(1):
-        warnings.simplefilter("ignore")
-        lb, model, pos, psi = fresh(local_dims[-1])
-        for k, chi in enumerate(chis):
-            # intermediate bond dimensions only feed the error estimate: 1e-10 convergence suffices
-            tol = e_tol if k == len(chis) - 1 else max(e_tol, 1e-10)
-            runs.append(_run_dmrg(model, psi, chi, max_sweeps=max_sweeps, e_tol=tol, svd_min=svd_min))
-        phi2_sites = np.asarray(psi.expectation_value("phi2"), dtype=float)
-        corr = None
-        if correlations:
-            C_mps = np.asarray(psi.correlation_function("phi", "phi"), dtype=float)
-            C = C_mps[np.ix_(pos, pos)]  # lattice ordering, flat site indices
-            corr = _translation_average(C, shape)
-        _, model_p, _, psi_p = fresh(local_dims[-2])
-        # warm start is not possible across local bases; ramp χ to the largest value
-        for chi in chis[:-1]:
-            _run_dmrg(model_p, psi_p, chi, max_sweeps=max_sweeps, e_tol=max(e_tol, 1e-10), svd_min=svd_min)
-        run_p = _run_dmrg(model_p, psi_p, chis[-1], max_sweeps=max_sweeps, e_tol=e_tol, svd_min=svd_min)
-    wall = time.perf_counter() - t0
+    def compute(self, theory, *, local_dims=(8, 10), chis=(32, 64), basis: str = "hartree",
+                omega: float | None = None, conserve_parity: bool = True, max_sweeps: int = 40,
+                e_tol: float = 1e-12, svd_min: float = 1e-14, correlations: bool = True) -> Reference:
+        local_dims, chis = _check_sequences(local_dims, chis)
+        logging.getLogger("tenpy").setLevel(logging.WARNING)
+        from tenpy.networks.mps import MPS
 
+        t0 = time.perf_counter()
+        sweep = {"max_sweeps": max_sweeps, "e_tol": e_tol, "svd_min": svd_min}
+
+        def fresh(L):
+            lb = local_basis(theory, L, basis=basis, omega=omega)
+            model, pos = _make_model(theory, lb, conserve_parity)
+            psi = MPS.from_product_state(model.lat.mps_sites(), ["0"] * theory.lattice.n_sites, bc="finite")
+            return lb, model, pos, psi
+
+        with warnings.catch_warnings(), limit_blas_threads(1):
+            warnings.simplefilter("ignore")
+            lb, model, pos, psi = fresh(local_dims[-1])
+            runs = _sweep_chis(model, psi, chis, **sweep)
+            phi2, corr = _measure(psi, pos, tuple(theory.lattice.shape), correlations)
+            # warm start is not possible across local bases; ramp χ to the largest value
+            _, model_p, _, psi_p = fresh(local_dims[-2])
+            run_p = _sweep_chis(model_p, psi_p, chis, **sweep)[-1]
+        return _reference(theory, lb, runs, run_p, phi2, corr, local_dims, chis, conserve_parity,
+                          time.perf_counter() - t0)
+
+
+def _reference(theory, lb, runs, run_p, phi2, corr, local_dims, chis, conserve_parity, wall) -> Reference:
+    """Energy, error estimate (module docstring), observables and details of a DMRG run."""
     e = runs[-1]["energy"]
     err_chi = abs(e - runs[-2]["energy"])
     err_L = abs(e - run_p["energy"])
-    err = err_chi + err_L + runs[-1]["delta_E_sweep"]
-    out = {
-        "method": "dmrg",
-        **theory.params(),
-        "energy": e,
-        "energy_per_site": e / V,
-        "phi2": float(np.mean(phi2_sites)),
-        "error_estimate": err,
+    details = {
         "error_chi": err_chi,
         "error_local_dim": err_L,
         "local_dim": local_dims[-1],
@@ -278,10 +288,14 @@ def dmrg_ground_state(theory, *, local_dims=(8, 10), chis=(32, 64), basis: str =
         "conserve_parity": bool(conserve_parity),
         "ordering": "folded" if theory.d == 1 else "folded per axis, lexicographic",
         **{k: v for k, v in lb.describe().items() if k != "local_dim"},
-        "wall_time_s": wall,
     }
-    if corr is not None:
-        out["correlation"] = corr.tolist()
-        out["M2"] = float(np.sum(corr) / V)  # <M²> = V^-2 Σ_{n,m} <φ_n φ_m> = V^-1 Σ_r C(r)
-        out["rms_M"] = float(np.sqrt(max(out["M2"], 0.0)))
-    return out
+    # <M²> = V^-2 Σ_{n,m} <φ_n φ_m> = V^-1 Σ_r C(r)
+    M2 = None if corr is None else float(np.sum(corr) / theory.lattice.n_sites)
+    return Reference("dmrg", theory, e, error_estimate=err_chi + err_L + runs[-1]["delta_E_sweep"],
+                     wall_time_s=wall, phi2=phi2, M2=M2, correlation=corr, details=details)
+
+
+def dmrg_ground_state(theory, **options) -> dict:
+    """``DMRG().run(theory, **options).to_json()`` (the ``qrg reference --method dmrg`` JSON); options
+    and keys: :class:`DMRG`."""
+    return DMRG().run(theory, **options).to_json()

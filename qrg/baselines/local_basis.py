@@ -26,12 +26,13 @@ Three bases are provided:
   diagonal in the oscillator basis of frequency ``ω_1 = sqrt(P/X)/M`` with geometrically
   decaying weights, so at λ = 0 this basis is the exact eigenbasis of the one-site density
   matrix (optimal truncation); ``μ² = ω_1² − (λ/2)/(2Mω_1)`` gives ``h_b`` Hartree frequency ω_1.
-  It matters when ``2d/a²`` is far from the true site stiffness (small m², small a).
+  It matters when ``2d/a²`` is far from the true site stiffness (small m², small a). The
+  lattice gap equation is solved by :func:`qrg.hartree.lattice_hartree`.
 * ``"oscillator"``: the harmonic-oscillator eigenstates of mass ``M`` and frequency ``ω_b``,
   ``φ = (b + b†)/sqrt(2 M ω_b)``, ``π = i sqrt(M ω_b/2) (b† − b)``. The default ``ω_b`` is the
   self-consistent Hartree (best Gaussian) frequency of ``h``:
-  ``ω² = m_eff² + (λ/2) <φ²>``, ``<φ²> = 1/(2 M ω)``.
-* ``"meanfield"`` (default, peers.md): the ``local_dim`` lowest eigenstates of ``h``, computed
+  ``ω² = m_eff² + (λ/2) <φ²>``, ``<φ²> = 1/(2 M ω)`` (:func:`qrg.hartree.site_hartree_frequency`).
+* ``"meanfield"`` (peers.md): the ``local_dim`` lowest eigenstates of ``h``, computed
   in a large oscillator basis (``n_big`` states at the Hartree frequency). This converges far
   faster in ``local_dim`` than bare oscillator states.
 
@@ -48,6 +49,7 @@ import dataclasses
 import numpy as np
 
 from .._validation import QRGInputError, check_int, check_real
+from ..hartree import lattice_hartree, site_hartree_frequency
 
 BASES = ("hartree", "meanfield", "oscillator")
 
@@ -76,31 +78,6 @@ def oscillator_matrices(n_states: int, mass: float, omega: float) -> dict[str, n
         "phi4": x4[cut, cut].copy(),
         "pi2": p2[cut, cut].copy(),
     }
-
-
-def hartree_frequency(m2_eff: float, lam: float, mass: float) -> float:
-    """Self-consistent Gaussian (Hartree) frequency of ``π²/(2M) + M(½ m2_eff φ² + λ/24 φ⁴)``.
-
-    Solves ``ω² = m2_eff + (λ/2) <φ²>`` with ``<φ²> = 1/(2 M ω)``: ``f(ω) = ω³ − m2_eff ω −
-    λ/(4M)`` has a unique positive root when λ > 0 (or m2_eff > 0 at λ = 0).
-    """
-    if lam == 0.0:
-        if m2_eff <= 0:
-            raise QRGInputError(f"effective mass squared must be > 0 at lam = 0 (got {m2_eff})")
-        return float(np.sqrt(m2_eff))
-    c = lam / (4.0 * mass)
-    roots = np.roots([1.0, 0.0, -m2_eff, -c])
-    real = [r.real for r in roots if abs(r.imag) < 1e-9 * max(1.0, abs(r)) and r.real > 0]
-    # polish the largest positive real root by Newton's method
-    w = max(real)
-    for _ in range(50):
-        f = w**3 - m2_eff * w - c
-        w_new = w - f / (3 * w**2 - m2_eff)
-        if abs(w_new - w) < 1e-15 * w:
-            w = w_new
-            break
-        w = w_new
-    return float(w)
 
 
 # ---------------------------------------------------------------------------- local basis
@@ -138,46 +115,6 @@ class LocalBasis:
                 "basis_m2": self.m2_site, **({"n_big": self.n_big} if self.kind != "oscillator" else {})}
 
 
-def lattice_hartree(theory) -> dict:
-    """Self-consistent lattice Hartree Gaussian of ``theory`` (see module docstring).
-
-    Returns ``{"m2_hartree", "phi2", "pi2", "omega_site"}`` with ``omega_site = sqrt(P/X)/M``.
-    Solves ``m_H² = m² + (λ/2) X(m_H²)`` by bisection (the left side minus the right is
-    increasing in m_H²; the root is > 0 because X diverges with the zero mode).
-    """
-    lat = theory.lattice
-    M = lat.volume_element
-    p2 = lat.phat2.ravel()
-    V = lat.n_sites
-    lam, m2 = float(theory.lam), float(theory.m2)
-
-    def X(mh2):
-        return float(np.sum(1.0 / np.sqrt(p2 + mh2)) / (2.0 * M * V))
-
-    if lam == 0.0:
-        mh2 = m2
-    else:
-        lo, hi = 1e-300, max(1.0, abs(m2))
-        while hi - m2 - 0.5 * lam * X(hi) < 0:
-            hi *= 2.0
-        lo = min(1e-12, hi)
-        while lo - m2 - 0.5 * lam * X(lo) > 0:  # only if the root is tiny
-            lo *= 1e-3
-        for _ in range(200):
-            mid = 0.5 * (lo + hi)
-            if mid - m2 - 0.5 * lam * X(mid) > 0:
-                hi = mid
-            else:
-                lo = mid
-            if hi - lo <= 1e-15 * hi:
-                break
-        mh2 = 0.5 * (lo + hi)
-    w = np.sqrt(p2 + mh2)
-    x = float(np.sum(1.0 / w) / (2.0 * M * V))
-    p = float(M * np.sum(w) / (2.0 * V))
-    return {"m2_hartree": float(mh2), "phi2": x, "pi2": p, "omega_site": float(np.sqrt(p / x) / M)}
-
-
 def site_mass2(theory) -> float:
     """The on-site mass² of the decomposition ``H = Σ h_n − (M/a²) Σ φ_n φ_{n+e_i}``.
 
@@ -186,6 +123,44 @@ def site_mass2(theory) -> float:
     if theory.N == 1:
         return float(theory.m2)
     return float(theory.m2 + 2.0 * theory.d / theory.a**2)
+
+
+def _basis_hamiltonian(theory, basis: str, omega: float | None) -> tuple[float, float]:
+    """``(m2b, ω_b)``: mass² of the on-site Hamiltonian whose eigenstates form the basis, and the
+    frequency of the oscillator basis it is expanded in (module docstring)."""
+    mass, lam = float(theory.lattice.volume_element), float(theory.lam)
+    m2s = site_mass2(theory)
+    m2b = m2s
+    if basis == "hartree":
+        w1 = lattice_hartree(theory)["omega_site"]
+        m2b = w1**2 - 0.5 * lam / (2.0 * mass * w1)
+        if omega is None:
+            omega = w1
+    if omega is None:
+        omega = site_hartree_frequency(m2s, lam, mass)
+    return m2b, check_real("omega (basis frequency)", omega, positive=True)
+
+
+def _parity_eigenbasis(h_big: np.ndarray, local_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``local_dim`` lowest eigenvectors of ``h_big`` (columns) and their parities.
+
+    ``h`` is diagonalised in the even and odd oscillator blocks separately, so the parity labels
+    are exact even for (near-)degenerate doublets of a double well; the sign convention (largest
+    component positive) makes the matrices reproducible.
+    """
+    n_big = h_big.shape[0]
+    vecs, evals, par = [], [], []
+    for p, idx in ((1, np.arange(0, n_big, 2)), (-1, np.arange(1, n_big, 2))):
+        e, v = np.linalg.eigh(h_big[np.ix_(idx, idx)])
+        full = np.zeros((n_big, len(idx)))
+        full[idx, :] = v
+        vecs.append(full)
+        evals.append(e)
+        par.append(np.full(len(idx), p))
+    order = np.argsort(np.concatenate(evals), kind="stable")[:local_dim]
+    V = np.concatenate(vecs, axis=1)[:, order]
+    V = V * np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(local_dim)])
+    return V, np.concatenate(par)[order]
 
 
 def local_basis(theory, local_dim: int, *, basis: str = "hartree", omega: float | None = None,
@@ -206,18 +181,8 @@ def local_basis(theory, local_dim: int, *, basis: str = "hartree", omega: float 
     local_dim = check_int("local_dim (states per site)", local_dim, minimum=2)
     if basis not in BASES:
         raise QRGInputError(f"basis must be one of {BASES} (got {basis!r})")
-    mass = float(theory.lattice.volume_element)
-    m2s = site_mass2(theory)
-    lam = float(theory.lam)
-    m2b = m2s  # mass² of the Hamiltonian whose eigenstates form the basis
-    if basis == "hartree":
-        w1 = lattice_hartree(theory)["omega_site"]
-        m2b = w1**2 - 0.5 * lam / (2.0 * mass * w1)
-        if omega is None:
-            omega = w1
-    if omega is None:
-        omega = hartree_frequency(m2s, lam, mass)
-    omega = check_real("omega (basis frequency)", omega, positive=True)
+    mass, lam, m2s = float(theory.lattice.volume_element), float(theory.lam), site_mass2(theory)
+    m2b, omega = _basis_hamiltonian(theory, basis, omega)
 
     def h_of(mats, m2=m2s):
         return mats["pi2"] / (2.0 * mass) + mass * (0.5 * m2 * mats["phi2"] + (lam / 24.0) * mats["phi4"])
@@ -232,28 +197,8 @@ def local_basis(theory, local_dim: int, *, basis: str = "hartree", omega: float 
         n_big = max(120, 4 * local_dim)
     n_big = check_int("n_big (oscillator states for the mean-field basis)", n_big, minimum=local_dim + 2)
     big = oscillator_matrices(n_big, mass, omega)
-    h_big = h_of(big, m2b)
-    # diagonalise h in the even and odd blocks separately: exact parity labels even for
-    # (near-)degenerate doublets of a double well
-    vecs, evals, par = [], [], []
-    for p, idx in ((1, np.arange(0, n_big, 2)), (-1, np.arange(1, n_big, 2))):
-        e, v = np.linalg.eigh(h_big[np.ix_(idx, idx)])
-        full = np.zeros((n_big, len(idx)))
-        full[idx, :] = v
-        vecs.append(full)
-        evals.append(e)
-        par.append(np.full(len(idx), p))
-    evals = np.concatenate(evals)
-    order = np.argsort(evals, kind="stable")[:local_dim]
-    V = np.concatenate(vecs, axis=1)[:, order]
-    parity = np.concatenate(par)[order]
-    # fix the sign convention: largest component positive (reproducible matrices)
-    V = V * np.sign(V[np.argmax(np.abs(V), axis=0), np.arange(local_dim)])
-
-    def proj(A):
-        return V.T @ A @ V
-
-    mats = {k: proj(v) for k, v in big.items()}
+    V, parity = _parity_eigenbasis(h_of(big, m2b), local_dim)
+    mats = {k: V.T @ A @ V for k, A in big.items()}
     return LocalBasis(basis, local_dim, mass, m2b, lam, omega, n_big, mats["phi"], mats["phi2"],
                       mats["phi4"], mats["pi2"], h_of(mats), parity)
 

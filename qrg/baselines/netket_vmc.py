@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import QRGInputError, check_int, check_real
-from .local_basis import lattice_hartree
+from ..hartree import lattice_hartree
+from .base import Baseline, Reference, keyword_options, register_baseline
 
 ANSATZE = ("gaussian", "neural")
 ACCEPTANCE_WINDOW = (0.35, 0.60)
@@ -173,53 +174,30 @@ def stats_dict(s) -> dict:
             "tau": float(s.tau_corr), "R_hat": float(s.R_hat)}
 
 
-def run_vmc(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_samples: int = 1024,
-            n_chains: int = 16, learning_rate: float = 0.02, diag_shift: float = 1e-3, seed: int = 0,
-            time_budget_s: float | None = None, n_eval_samples: int = 8192, tune_every: int = 25,
-            chunk_size: int | str | None = "auto", model_kwargs: dict | None = None) -> dict:
-    """Train ``ansatz`` on ``theory`` with NetKet VMC + SR and evaluate the energy.
-
-    Stops after ``n_iter`` steps or once ``time_budget_s`` wall seconds have passed. The final
-    energy is a separate evaluation with ``n_eval_samples`` fresh samples (NetKet's ``Stats``:
-    mean, error of the mean with the chains' autocorrelation, variance = Var(E_loc), τ_corr,
-    R̂). ``history`` holds ``(seconds, E, err, Var)`` of every training step (time-to-accuracy).
-    The returned dict also carries the trained ``netket.vqs.MCState`` under ``"state"``
-    (drop it before serialising to JSON). ``chunk_size``: NetKet's chunking of the local
-    energies and gradients (bounds memory, same result); "auto" (:func:`auto_chunk_size`, per
-    phase: training and evaluation), None (none) or an int.
-    """
-    import netket as nk
-
-    if ansatz not in ANSATZE:
-        raise QRGInputError(f"ansatz must be one of {ANSATZE} (got {ansatz!r})")
+def _check_options(n_iter, n_samples, n_chains, learning_rate, diag_shift, time_budget_s, chunk_size) -> dict:
     n_iter = check_int("n_iter (VMC steps)", n_iter, minimum=0)
     n_samples = check_int("n_samples", n_samples, minimum=16)
     n_chains = check_int("n_chains", n_chains, minimum=1)
     if n_samples % n_chains:
         raise QRGInputError(f"n_samples ({n_samples}) must be a multiple of n_chains ({n_chains})")
-    learning_rate = check_real("learning_rate", learning_rate, positive=True)
-    diag_shift = check_real("diag_shift (SR regulariser)", diag_shift, positive=True)
-    if time_budget_s is not None:
-        time_budget_s = check_real("time_budget_s", time_budget_s, positive=True)
-
-    hilbert, H = netket_hamiltonian(theory)
-    model = make_model(theory, ansatz, **(model_kwargs or {}))
-    sigma = 1.2 / np.sqrt(theory.lattice.n_sites)
+    out = {"n_iter": n_iter, "n_samples": n_samples, "n_chains": n_chains,
+           "learning_rate": check_real("learning_rate", learning_rate, positive=True),
+           "diag_shift": check_real("diag_shift (SR regulariser)", diag_shift, positive=True),
+           "time_budget_s": None if time_budget_s is None else check_real("time_budget_s", time_budget_s,
+                                                                          positive=True),
+           "chunk_size": chunk_size}
     if chunk_size is not None and chunk_size != "auto":
-        chunk_size = check_int("chunk_size", chunk_size, minimum=1)
+        out["chunk_size"] = check_int("chunk_size", chunk_size, minimum=1)
+    return out
 
-    def chunk_for(n):
-        return auto_chunk_size(n, theory.lattice.n_sites) if chunk_size == "auto" else chunk_size
 
-    vs = nk.vqs.MCState(_sampler(hilbert, sigma, n_chains), model, n_samples=n_samples, seed=seed,
-                        sampler_seed=seed + 1, chunk_size=chunk_for(n_samples))
-    t0 = time.perf_counter()
-    sigma, acc = _tune_sigma(vs, hilbert, sigma, n_chains)
-    opt = nk.optimizer.Sgd(learning_rate=learning_rate)
-    driver = nk.driver.VMC(H, opt, variational_state=vs, preconditioner=nk.optimizer.SR(diag_shift=diag_shift))
+def _train(driver, vs, hilbert, sigma, o, t0) -> tuple[list, float]:
+    """Run ``o["n_iter"]`` VMC steps (or until the time budget), re-tuning the proposal width every
+    ``o["tune_every"]`` steps when the acceptance left the window. Returns (history, sigma)."""
     history: list[tuple[float, float, float, float]] = []
     acceptances: list[float] = []
     stop = {"flag": False}
+    budget = o["time_budget_s"]
 
     def callback(step, log_data, drv):
         e = log_data["Energy"]
@@ -227,46 +205,111 @@ def run_vmc(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_samples: i
         a = drv.state.sampler_state.acceptance
         if a is not None:
             acceptances.append(float(a))
-        if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+        if budget is not None and time.perf_counter() - t0 > budget:
             stop["flag"] = True
             return False
         return True
 
     done = 0
-    while done < n_iter and not stop["flag"]:
-        chunk = min(tune_every, n_iter - done)
+    while done < o["n_iter"] and not stop["flag"]:
+        chunk = min(o["tune_every"], o["n_iter"] - done)
         driver.run(chunk, out=(), show_progress=False, callback=callback)
         done += chunk
         if acceptances and not (ACCEPTANCE_WINDOW[0] <= acceptances[-1] <= ACCEPTANCE_WINDOW[1]):
-            sigma, _ = _tune_sigma(vs, hilbert, sigma, n_chains)
+            sigma, _ = _tune_sigma(vs, hilbert, sigma, o["n_chains"])
+    return history, sigma
+
+
+def vmc_ground_state(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_samples: int = 1024,
+                     n_chains: int = 16, learning_rate: float = 0.02, diag_shift: float = 1e-3, seed: int = 0,
+                     time_budget_s: float | None = None, n_eval_samples: int = 8192, tune_every: int = 25,
+                     chunk_size: int | str | None = "auto", model_kwargs: dict | None = None):
+    """Train ``ansatz`` on ``theory`` with NetKet VMC + SR and evaluate the energy.
+
+    Returns ``(reference, state)``: the :class:`Reference` and the trained ``netket.vqs.MCState``.
+    Options: see :class:`NetKetVMC`.
+    """
+    import netket as nk
+
+    if ansatz not in ANSATZE:
+        raise QRGInputError(f"ansatz must be one of {ANSATZE} (got {ansatz!r})")
+    o = _check_options(n_iter, n_samples, n_chains, learning_rate, diag_shift, time_budget_s, chunk_size)
+    o["tune_every"] = check_int("tune_every (VMC steps between proposal re-tunings)", tune_every, minimum=1)
+    hilbert, H = netket_hamiltonian(theory)
+    sigma = 1.2 / np.sqrt(theory.lattice.n_sites)
+
+    def chunk_for(n):
+        return auto_chunk_size(n, theory.lattice.n_sites) if o["chunk_size"] == "auto" else o["chunk_size"]
+
+    vs = nk.vqs.MCState(_sampler(hilbert, sigma, n_chains), make_model(theory, ansatz, **(model_kwargs or {})),
+                        n_samples=n_samples, seed=seed, sampler_seed=seed + 1, chunk_size=chunk_for(n_samples))
+    t0 = time.perf_counter()
+    sigma, _ = _tune_sigma(vs, hilbert, sigma, n_chains)
+    driver = nk.driver.VMC(H, nk.optimizer.Sgd(learning_rate=o["learning_rate"]), variational_state=vs,
+                           preconditioner=nk.optimizer.SR(diag_shift=o["diag_shift"]))
+    history, sigma = _train(driver, vs, hilbert, sigma, o, t0)
     train_time = time.perf_counter() - t0
-    n_steps = len(history)
 
     vs.n_samples = n_eval_samples
     vs.chunk_size = chunk_for(n_eval_samples)
-    final = vs.expect(H)
-    acc_eval = float(vs.sampler_state.acceptance)
-    wall = time.perf_counter() - t0
-    st = stats_dict(final)
-    return {
-        "method": f"netket-{ansatz}",
-        **theory.params(),
-        "energy": st["mean"],
-        "energy_err": st["err"],
-        "energy_per_site": st["mean"] / theory.lattice.n_sites,
-        "variance": st["variance"],
-        "tau": st["tau"],
-        "R_hat": st["R_hat"],
-        "acceptance": acc_eval,
-        "sigma": float(sigma),
+    st = stats_dict(vs.expect(H))
+    details = {
+        "variance": st["variance"], "tau": st["tau"], "R_hat": st["R_hat"],
+        "acceptance": float(vs.sampler_state.acceptance), "sigma": float(sigma),
         "n_params": int(sum(np.size(p) for p in jax.tree_util.tree_leaves(vs.parameters))),
-        "n_iter": n_steps,
-        "n_samples": n_samples,
-        "n_eval_samples": n_eval_samples,
-        "chunk_size": vs.chunk_size,
-        "train_time_s": train_time,
-        "time_per_iter_s": train_time / max(n_steps, 1),
-        "wall_time_s": wall,
-        "history": history,
-        "state": vs,
+        "n_iter": len(history), "n_samples": n_samples, "n_eval_samples": n_eval_samples,
+        "chunk_size": vs.chunk_size, "train_time_s": train_time,
+        "time_per_iter_s": train_time / max(len(history), 1), "history": history,
     }
+    ref = Reference(f"netket-{ansatz}", theory, st["mean"], energy_err=st["err"],
+                    wall_time_s=time.perf_counter() - t0, details=details)
+    return ref, vs
+
+
+class NetKetVMC(Baseline):
+    """NetKet continuous-space VMC with SR (module docstring); ``ansatz`` is set by the subclass.
+
+    Stops after ``n_iter`` steps or once ``time_budget_s`` wall seconds have passed. The final
+    energy is a separate evaluation with ``n_eval_samples`` fresh samples (NetKet's ``Stats``:
+    mean, ``energy_err`` = error of the mean with the chains' autocorrelation, ``variance`` =
+    Var(E_loc), ``tau`` = τ_corr, ``R_hat``). ``history`` holds ``(seconds, E, err, Var)`` of every
+    training step (time-to-accuracy). ``chunk_size``: NetKet's chunking of the local energies and
+    gradients (bounds memory, same result); "auto" (:func:`auto_chunk_size`, per phase: training
+    and evaluation), None (none) or an int. Other options: ``n_samples``, ``n_chains``,
+    ``learning_rate``, ``diag_shift`` (SR), ``seed``, ``tune_every``, ``model_kwargs``.
+    """
+
+    ansatz: str
+    deterministic = False
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(n for n in keyword_options(vmc_ground_state) if n != "ansatz")
+
+    def compute(self, theory, **options) -> Reference:
+        return vmc_ground_state(theory, ansatz=self.ansatz, **options)[0]
+
+
+@register_baseline
+class NetKetGaussian(NetKetVMC):
+    """``nk.models.Gaussian`` started at the Hartree width: exact at λ = 0, the best Gaussian at λ > 0."""
+
+    name = "netket-gaussian"
+    summary = "NetKet VMC, Gaussian ansatz (exact at lam = 0; Hartree at lam > 0)"
+    ansatz = "gaussian"
+
+
+@register_baseline
+class NetKetNeural(NetKetVMC):
+    """The translation-invariant circulant-Gaussian + periodic-CNN ansatz (module docstring)."""
+
+    name = "netket-neural"
+    summary = "NetKet VMC, translation-invariant neural ansatz"
+    ansatz = "neural"
+
+
+def run_vmc(theory, *, ansatz: str = "gaussian", **options) -> dict:
+    """:func:`vmc_ground_state` as a dict: the :class:`Reference` JSON plus the trained
+    ``netket.vqs.MCState`` under ``"state"`` (drop it before serialising to JSON)."""
+    ref, vs = vmc_ground_state(theory, ansatz=ansatz, **options)
+    return {**ref.to_json(), "state": vs}

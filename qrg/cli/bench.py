@@ -1,6 +1,7 @@
 """``qrg bench --suite quick|full``: qrg's solver against ED/DMRG references and NetKet ansätze.
 
-Writes ``OUT/results.json``, ``OUT/results.md`` and plots (see :mod:`qrg.bench`).
+Writes ``OUT/results.json``, ``OUT/results.md`` and plots (see :mod:`qrg.bench`); ``--resume``
+continues a run in ``OUT`` (finished problems are kept).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from .._validation import QRGInputError
 
 
 def add_parser(sub) -> None:
+    from ..baselines import BASELINES
     from ..bench import METHODS, SUITES
 
     p = sub.add_parser("bench", help="benchmark qrg against ED/DMRG/NetKet on identical Hamiltonians",
@@ -16,7 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--suite", default="quick", help=f"one of {sorted(SUITES)} (default quick)")
     p.add_argument("--out", default="bench", help="output directory (default bench/)")
     p.add_argument("--methods", default=",".join(METHODS),
-                   help=f"comma-separated subset of {','.join(METHODS)}")
+                   help=f"comma-separated methods (default {','.join(METHODS)}): reference (the best that "
+                        f"applies: exact > ed > dmrg), qrg, or any baseline: {', '.join(BASELINES)}")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed of the stochastic methods")
     p.add_argument("--d", default=None, help="only problems of these dimensions, comma-separated (e.g. 1)")
     p.add_argument("--N", default=None, help="only problems of these sizes, comma-separated (e.g. 8,16)")

@@ -1,7 +1,8 @@
-"""``qrg reference``: a trusted reference energy for a problem, as JSON.
+"""``qrg reference``: a ground-state energy from one baseline (``qrg.baselines.BASELINES``), as JSON.
 
-``--method exact`` is the free theory (λ = 0) in closed form. Other methods register in
-``METHODS`` (name -> callable(theory, args) -> dict with at least the keys of the exact one).
+``--method`` is any registered baseline: ``exact`` (free theory, closed form), ``ed``, ``dmrg``,
+``netket-gaussian``, ``netket-neural``. The flags below become the baseline's options; a flag
+the chosen method does not take is an error, and flags left unset keep the method's defaults.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ import pathlib
 from .._validation import QRGInputError
 from . import add_theory_args, theory_from_args
 
-
-def _exact(theory, args) -> dict:
-    return theory.exact_reference()
+# baseline option -> the flags that set it (for error messages)
+_FLAGS = {"local_dims": "--local-dim/--local-dims", "chis": "--chi/--chis", "basis": "--basis",
+          "n_iter": "--n-iter", "n_samples": "--n-samples", "seed": "--seed"}
 
 
 def _int_list(name: str, text):
@@ -26,51 +27,49 @@ def _int_list(name: str, text):
         raise QRGInputError(f"{name} must be a comma-separated list of integers (got {text!r})") from None
 
 
-def _ed(theory, args) -> dict:
-    from ..baselines.ed import ed_reference
-
+def _options(args) -> dict:
+    """The baseline options set on the command line. ``--local-dim L`` means the sequence
+    ``L−2, L`` and ``--chi c`` the sequence ``c/2, c`` (the last two give the truncation error)."""
     dims = _int_list("--local-dims", args.local_dims)
     if dims is None and args.local_dim is not None:
         dims = [args.local_dim - 2, args.local_dim]
-    return ed_reference(theory, local_dims=dims, basis=args.basis)
-
-
-def _dmrg(theory, args) -> dict:
-    from ..baselines.dmrg import dmrg_ground_state
-
-    dims = _int_list("--local-dims", args.local_dims)
-    if dims is None:
-        L = 10 if args.local_dim is None else args.local_dim
-        dims = [L - 2, L]
     chis = _int_list("--chis", args.chis)
-    if chis is None:
-        chi = 64 if args.chi is None else args.chi
-        chis = [chi // 2, chi]
-    return dmrg_ground_state(theory, local_dims=dims, chis=chis, basis=args.basis)
-
-
-METHODS = {"exact": _exact, "ed": _ed, "dmrg": _dmrg}
+    if chis is None and args.chi is not None:
+        chis = [args.chi // 2, args.chi]
+    given = {"local_dims": dims, "chis": chis, "basis": args.basis, "n_iter": args.n_iter,
+             "n_samples": args.n_samples, "seed": args.seed}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("reference", help="print a reference ground-state energy as JSON")
+    from ..baselines import BASELINES
+
+    methods = "; ".join(f"{name}: {BASELINES.get(name).summary}" for name in BASELINES)
+    p = sub.add_parser("reference", help="print a reference ground-state energy as JSON", description=__doc__)
     add_theory_args(p)
-    p.add_argument("--method", default="exact",
-                   help="exact (free theory), ed (tiny lattices), dmrg (chains; small tori such as 4x4)")
+    p.add_argument("--method", default="exact", help=f"one of: {methods} (default exact)")
     p.add_argument("--local-dim", type=int, default=None, help="ed/dmrg: states per site (largest of the sequence)")
     p.add_argument("--local-dims", default=None, help="ed/dmrg: increasing comma-separated local dimensions")
     p.add_argument("--chi", type=int, default=None, help="dmrg: largest bond dimension (runs chi/2, chi)")
     p.add_argument("--chis", default=None, help="dmrg: increasing comma-separated bond dimensions")
-    p.add_argument("--basis", default="hartree", help="ed/dmrg local basis: hartree, meanfield or oscillator")
+    p.add_argument("--basis", default=None, help="ed/dmrg local basis: hartree (default), meanfield or oscillator")
+    p.add_argument("--n-iter", type=int, default=None, help="netket-*: VMC steps")
+    p.add_argument("--n-samples", type=int, default=None, help="netket-*: samples per VMC step")
+    p.add_argument("--seed", type=int, default=None, help="netket-*: PRNG seed")
     p.add_argument("--out", default=None, help="also write the JSON to this file")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from ..baselines import get_baseline
+
     theory = theory_from_args(args)
-    if args.method not in METHODS:
-        raise QRGInputError(f"--method must be one of {sorted(METHODS)} (got {args.method!r})")
-    result = METHODS[args.method](theory, args)
+    baseline = get_baseline(args.method, "--method")
+    options = _options(args)
+    unknown = [_FLAGS[k] for k in options if k not in baseline.option_names()]
+    if unknown:
+        raise QRGInputError(f"{', '.join(unknown)} do not apply to --method {baseline.name}")
+    result = baseline.run(theory, **options).to_json()
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
