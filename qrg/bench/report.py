@@ -14,7 +14,7 @@ from .analysis import is_reference, reference_error
 
 _HEADER = (
     "Errors are statistical (1σ); qrg's ⊕ term is its ODE-discretisation systematic (step doubling, "
-    "qrg.solver.discretisation_check), combined in quadrature into σ where σ is used; the σ of a "
+    "qrg.groundstate.evaluation.discretisation_check), combined in quadrature into σ where σ is used; the σ of a "
     "relative error also includes the reference's truncation estimate."
 )
 

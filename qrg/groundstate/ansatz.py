@@ -15,9 +15,7 @@ import jax.numpy as jnp
 
 from .._validation import QRGInputError
 from ..flow import make_flow
-import math
-
-import numpy as np
+from ..hartree import hartree_variance
 from .estimators import chunked_laplacians, laplacian_fn
 
 
@@ -32,7 +30,7 @@ def build_flow(theory, cfg, model=None, *, n_steps: int | None = None):
         raise QRGInputError("model = 'custom' needs a ready ScoreModel (qrg.solve(..., model=...))")
     variance0 = None
     if model is None and cfg.init == "hartree":
-        variance0 = _hartree_variance_bisection(theory)
+        variance0 = hartree_variance(theory)
     n_steps = cfg.n_steps if n_steps is None else n_steps
     return make_flow(theory.lattice, scheme=cfg.scheme, M=cfg.M, model=cfg.model if model is None else model,
                      T=cfg.T, variance0=variance0, solver=cfg.solver, n_steps=n_steps or None, rtol=cfg.rtol,
@@ -61,51 +59,3 @@ def flow_laplacian(flow, params, phi, key, method, n_probes):
 def laplacians(flow, params, phi, key, method: str, n_probes: int = 4, chunk_size: int = 256):
     """Δ_φ log p_θ of the batch ``phi`` in chunks of ``chunk_size`` (chunk c uses fold_in(key, c))."""
     return chunked_laplacians(lambda x, k: flow_laplacian(flow, params, x, k, method, n_probes), phi, key, chunk_size)
-
-
-def _hartree_variance_bisection(  # TEMPORARY: old implementation, for the refactor fingerprint
-    theory, *, max_iter: int = 200, tol: float = 1e-13):
-    """Covariance eigenvalues of the best symmetric Gaussian (self-consistent Hartree) state.
-
-    For |Ψ|² = N(0, C) the energy is Σ_k [1/(8a^d c_k) + ½ a^d (p̂² + m²) c_k] + a^d N^d (λ/8) <φ²>²,
-    minimised by c_k = 1/(2 a^d sqrt(p̂² + μ²)) with the self-consistent mass μ² = m² + (λ/2) <φ²>,
-    <φ²> = N^-d Σ_k c_k(μ²). F(μ²) = m² + (λ/2)<φ²>(μ²) − μ² is strictly decreasing, and on a
-    finite lattice the zero mode makes <φ²> → ∞ as μ² → 0⁺, so for λ > 0 there is exactly one
-    root μ² > 0 even in the double well (m² < 0), where the state is wide in the magnetisation;
-    it is found by bisection on log μ². At λ = 0 it is the free ground state (μ² = m² > 0).
-    Returns None only if no root is bracketed within ``max_iter`` doublings (not expected).
-    """
-    lat = theory.lattice
-    ad = lat.volume_element
-    p2 = np.asarray(lat.phat2)
-
-    def variance(mu2):
-        return 1.0 / (2.0 * ad * np.sqrt(p2 + mu2))
-
-    def excess(mu2):  # F(μ²), strictly decreasing
-        return theory.m2 + 0.5 * theory.lam * float(np.mean(variance(mu2))) - mu2
-
-    if theory.lam == 0:
-        return variance(theory.m2) if theory.m2 > 0 else None
-    lo = hi = max(theory.m2, 1.0)
-    for _ in range(max_iter):  # bracket the root: F(lo) > 0 > F(hi)
-        if excess(lo) > 0:
-            break
-        lo *= 0.5
-    else:
-        return None
-    for _ in range(max_iter):
-        if excess(hi) < 0:
-            break
-        hi *= 2.0
-    else:
-        return None
-    for _ in range(max_iter):
-        mid = math.sqrt(lo * hi)
-        if excess(mid) > 0:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= tol * hi:
-            break
-    return variance(math.sqrt(lo * hi))

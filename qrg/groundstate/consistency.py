@@ -67,14 +67,23 @@ class ConsistencyReport:
     def chi2_dof(self) -> float:
         return self.chi2 / max(self.dof, 1)
 
+    @property
+    def finite(self) -> bool:
+        """False if either sample set had non-finite fields (then χ² = ∞, p = 0)."""
+        return math.isfinite(self.chi2)
+
     def to_json(self) -> dict:
-        return {"chi2": self.chi2, "dof": self.dof, "chi2_dof": self.chi2_dof, "p_value": self.p_value,
-                "max_dev_sigma": self.max_dev_sigma, "worst": self.worst, "n_samples": self.n_samples,
+        num = lambda x: x if math.isfinite(x) else None  # noqa: E731 - valid JSON: ∞ -> null
+        return {"chi2": num(self.chi2), "dof": self.dof, "chi2_dof": num(self.chi2_dof), "p_value": self.p_value,
+                "max_dev_sigma": num(self.max_dev_sigma), "finite": self.finite, "worst": self.worst,
+                "n_samples": self.n_samples,
                 "times": self.times, "observables": self.observables,
                 "per_t": [{"t": t, "model": self.model[i], "exact_flow": self.exact[i]}
                           for i, t in enumerate(self.times)]}
 
     def __str__(self) -> str:
+        if not self.finite:
+            return f"RG consistency: failed, the flow produced non-finite samples ({self.n_samples} per set)"
         w = self.worst
         return (f"RG consistency: χ²/dof = {self.chi2:.1f}/{self.dof} = {self.chi2_dof:.2f} (p = {self.p_value:.3g}), "
                 f"max |Δ| = {self.max_dev_sigma:.1f}σ ({w['observable']} at t = {w['t']:.3g}); "
@@ -121,6 +130,12 @@ def rg_consistency(state, key, n: int = 4096, *, times=None, chunk_size: int = 5
                                                              float(t), chunk_size), lat)
                       for i, t in enumerate(times)], axis=1)  # (n, K, P)
     n_t, n_obs = model.shape[1:]
+    names = observable_names(lat)
+    if not (np.all(np.isfinite(model)) and np.all(np.isfinite(exact))):
+        return ConsistencyReport(times=times.tolist(), observables=names, chi2=math.inf, dof=n_t * n_obs, p_value=0.0,
+                                 max_dev_sigma=math.inf, worst={"t": None, "observable": "non-finite samples",
+                                                                "sigma": None},
+                                 n_samples=n, model=[], exact=[])
     diff = (model.mean(axis=0) - exact.mean(axis=0)).ravel()
     cov = np.cov(exact.reshape(n, -1), rowvar=False) / n
     for i in range(n_t):
@@ -129,7 +144,6 @@ def rg_consistency(state, key, n: int = 4096, *, times=None, chunk_size: int = 5
     chi2, dof, p_value = chi2_test(diff, cov, n)
     sig = diff / np.sqrt(np.diag(cov))
     j = int(np.argmax(np.abs(sig)))
-    names = observable_names(lat)
 
     def table(x):
         m, e = x.mean(axis=0), x.std(axis=0, ddof=1) / math.sqrt(n)
