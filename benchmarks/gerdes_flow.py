@@ -25,13 +25,13 @@ which cancels in importance weights, ESS and Metropolis ratios. Observables scal
 
 Stages (all written to ``--out`` as JSON, progress to stdout):
 
-1. NUTS reference (qrg.samplers.nuts): ξ (second-moment, qrg.observables) and the time-slice
+1. NUTS reference (qrg.euclidean.samplers.nuts): ξ (second-moment, qrg.observables) and the time-slice
    effective-mass ξ of Gerdes et al.'s estimator; its power spectrum gives the initial Gaussian
    C_0(k) = ⟨|φ̃(k)|²⟩/L² of the flow's Gaussian bridge (``--init nuts``), or the free
    propagator Z/(p̂² + m_R²) with the measured Z and m_R (``--init free``).
 2. Reverse-KL training (paper 5.5) of qrg's default flow (Gaussian bridge + equivariant kernel
    network, Carosso-M scheme) for ``--train-minutes`` of wall time (``--init-params`` continues
-   from an earlier run's parameters). The loss is the one of ``qrg.learn_rg.reverse_kl_loss`` but
+   from an earlier run's parameters). The loss is the one of ``qrg.euclidean.learning.reverse_kl_loss`` but
    computed from ``ProbabilityFlow.sample_log_prob`` (φ and log p only, no score: about half the
    cost per step). Every ``--eval-every`` minutes the Kish ESS per sample of ``--eval-samples``
    fresh samples is logged (evaluation time is not counted as training time), together with the
@@ -41,7 +41,7 @@ Stages (all written to ``--out`` as JSON, progress to stdout):
    by hundreds of nats (loss far below −log Z): the optimiser exploited the discretisation error.
 3. Final measurement with the trained parameters and an adaptive Tsit5 solve at tight
    tolerance (``--eval-rtol``; the log-density is then exact to that tolerance): Kish ESS per
-   sample of ``--n-eval`` fresh samples, independence Metropolis (qrg.samplers.imh) over these
+   sample of ``--n-eval`` fresh samples, independence Metropolis (qrg.euclidean.samplers.imh) over these
    proposals: acceptance and τ_int of ⟨|M|⟩, compared with the NUTS chains.
 """
 
@@ -65,10 +65,10 @@ import optax
 import qrg
 from qrg._validation import QRGInputError
 from qrg.flow import ProbabilityFlow
-from qrg.learn_rg import default_optimizer, ess_fraction, make_flow
+from qrg.euclidean.learning import default_optimizer, ess_fraction, make_flow
+from qrg.euclidean.samplers.imh import ess_per_sample, independence_metropolis
+from qrg.euclidean.samplers.nuts import sample_nuts
 from qrg.observables import measure
-from qrg.samplers.imh import ess_per_sample, independence_metropolis
-from qrg.samplers.nuts import sample_nuts
 from qrg.stats import integrated_autocorrelation_time, statistics
 
 GERDES_M2 = -4.0
@@ -358,7 +358,8 @@ def main(argv=None):
     n_chain = args.n_eval // args.imh_chains
     props = phi[: n_chain * args.imh_chains].reshape((args.imh_chains, n_chain) + lat.shape)
     lw = log_w[: n_chain * args.imh_chains].reshape(args.imh_chains, n_chain)
-    xs, acc = independence_metropolis(k_mh, jnp.asarray(props), jnp.asarray(lw))
+    log_p = -np.asarray(theory.euclidean_action(props))  # IMH sees only log p − log q = log w
+    xs, acc = independence_metropolis(k_mh, jnp.asarray(props), jnp.asarray(log_p), jnp.asarray(log_p - lw))
     xs, acc = np.asarray(xs), np.asarray(acc)
     m_imh = abs_magnetisation(xs)
     tau_imh = integrated_autocorrelation_time(m_imh)
