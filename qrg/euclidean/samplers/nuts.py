@@ -26,7 +26,6 @@ import time
 
 import blackjax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import QRGInputError, check_int, check_real
