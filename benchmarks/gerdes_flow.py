@@ -25,13 +25,13 @@ which cancels in importance weights, ESS and Metropolis ratios. Observables scal
 
 Stages (all written to ``--out`` as JSON, progress to stdout):
 
-1. NUTS reference (qrg.samplers.nuts): ξ (second-moment, qrg.observables) and the time-slice
+1. NUTS reference (qrg.euclidean.samplers.nuts): ξ (second-moment, qrg.observables) and the time-slice
    effective-mass ξ of Gerdes et al.'s estimator; its power spectrum gives the initial Gaussian
    C_0(k) = ⟨|φ̃(k)|²⟩/L² of the flow's Gaussian bridge (``--init nuts``), or the free
    propagator Z/(p̂² + m_R²) with the measured Z and m_R (``--init free``).
 2. Reverse-KL training (paper 5.5) of qrg's default flow (Gaussian bridge + equivariant kernel
    network, Carosso-M scheme) for ``--train-minutes`` of wall time (``--init-params`` continues
-   from an earlier run's parameters). The loss is the one of ``qrg.learn_rg.reverse_kl_loss`` but
+   from an earlier run's parameters). The loss is the one of ``qrg.euclidean.learning.reverse_kl_loss`` but
    computed from ``ProbabilityFlow.sample_log_prob`` (φ and log p only, no score: about half the
    cost per step). Every ``--eval-every`` minutes the Kish ESS per sample of ``--eval-samples``
    fresh samples is logged (evaluation time is not counted as training time), together with the
@@ -41,7 +41,7 @@ Stages (all written to ``--out`` as JSON, progress to stdout):
    by hundreds of nats (loss far below −log Z): the optimiser exploited the discretisation error.
 3. Final measurement with the trained parameters and an adaptive Tsit5 solve at tight
    tolerance (``--eval-rtol``; the log-density is then exact to that tolerance): Kish ESS per
-   sample of ``--n-eval`` fresh samples, independence Metropolis (qrg.samplers.imh) over these
+   sample of ``--n-eval`` fresh samples, independence Metropolis (qrg.euclidean.samplers.imh) over these
    proposals: acceptance and τ_int of ⟨|M|⟩, compared with the NUTS chains.
 """
 
@@ -65,10 +65,10 @@ import optax
 import qrg
 from qrg._validation import QRGInputError
 from qrg.flow import ProbabilityFlow
-from qrg.learn_rg import default_optimizer, ess_fraction, make_flow
+from qrg.euclidean.learning import default_optimizer, ess_fraction, make_flow
+from qrg.euclidean.samplers.imh import ess_per_sample, independence_metropolis
+from qrg.euclidean.samplers.nuts import sample_nuts
 from qrg.observables import measure
-from qrg.samplers.imh import ess_per_sample, independence_metropolis
-from qrg.samplers.nuts import sample_nuts
 from qrg.stats import integrated_autocorrelation_time, statistics
 
 GERDES_M2 = -4.0
@@ -249,7 +249,7 @@ def train_for(flow, params, key, theory, args, log, check_flow):
 
 
 # ---------------------------------------------------------------------------- main
-def main(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--L", type=int, default=16)
     p.add_argument("--lam", type=float, default=None, help="λ_G (Gerdes convention); default: gerdes_lambda(L)")
@@ -287,34 +287,19 @@ def main(argv=None):
     p.add_argument("--nuts-chains", type=int, default=4)
     p.add_argument("--nuts-samples", type=int, default=10000)
     p.add_argument("--nuts-warmup", type=int, default=1000)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    t_start = time.perf_counter()
 
-    def log(msg):
-        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-    lam_g = gerdes_lambda(args.L) if args.lam is None else args.lam
-    theory = qrg_theory(args.L, args.m2, lam_g)
-    lat = theory.lattice
-    key = jax.random.PRNGKey(args.seed)
-    k_nuts, k_init, k_train, k_eval, k_mh = jax.random.split(key, 5)
-    result = {"point": {"L": args.L, "m2_gerdes": args.m2, "lambda_gerdes": lam_g, "m2_qrg": theory.m2,
-                        "lam_qrg": theory.lam, "field_scale": FIELD_SCALE, "log_jacobian": log_jacobian(args.L)},
-              "args": vars(args),
-              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_start": os.getloadavg()}}
-    log(f"Gerdes point L={args.L}: m_G²={args.m2}, λ_G={lam_g}  ->  qrg Phi4(m2={theory.m2}, lam={theory.lam})")
-
-    # 1. NUTS reference ------------------------------------------------------------------
-    nuts = sample_nuts(theory, k_nuts, n_samples=args.nuts_samples, n_chains=args.nuts_chains,
+def nuts_reference(theory, args, key, log):
+    """Stage 1: NUTS draws; returns (samples, observables, |M| per draw, report entry)."""
+    nuts = sample_nuts(theory, key, n_samples=args.nuts_samples, n_chains=args.nuts_chains,
                        n_warmup=args.nuts_warmup)
-    obs = measure(nuts.samples, lat)
+    obs = measure(nuts.samples, theory.lattice)
     m_abs = abs_magnetisation(nuts.samples)  # (chains, samples)
     m_stats = statistics(m_abs)
     tau_nuts = integrated_autocorrelation_time(m_abs)
     grads_per_draw = float(np.mean(nuts.n_integration_steps))
-    result["nuts"] = {
+    entry = {
         "n_chains": nuts.n_chains, "n_samples": nuts.n_samples, "warmup": args.nuts_warmup,
         "acceptance": nuts.mean_acceptance, "divergences": nuts.n_divergences,
         "grad_evals_per_draw": grads_per_draw, "wall_time_s": nuts.wall_time_s, "warmup_time_s": nuts.warmup_time_s,
@@ -324,11 +309,14 @@ def main(argv=None):
         "time_per_independent_abs_M_s": nuts.wall_time_s / (nuts.n_chains * nuts.n_samples) * 2 * tau_nuts,
     }
     log(f"NUTS: acc {nuts.mean_acceptance:.3f}, {grads_per_draw:.1f} grads/draw, ξ_2nd = {obs['xi']}, "
-        f"ξ_timeslice = {result['nuts']['xi_timeslice']:.3f}, <|M|> = {m_stats}, τ_int(|M|) = {tau_nuts:.2f}, "
+        f"ξ_timeslice = {entry['xi_timeslice']:.3f}, <|M|> = {m_stats}, τ_int(|M|) = {tau_nuts:.2f}, "
         f"{nuts.wall_time_s:.1f} s for {nuts.n_chains * nuts.n_samples} draws")
+    return nuts.samples, obs, m_abs, entry
 
-    # 2. flow training --------------------------------------------------------------------
-    variance0 = initial_variance(theory, nuts.samples, args.init, obs)
+
+def training_stage(theory, nuts_samples, obs, args, k_init, k_train, log):
+    """Stage 2: build the training and the tight evaluation flow, train; returns (flows, params, entry)."""
+    variance0 = initial_variance(theory, nuts_samples, args.init, obs)
     if args.train_solver == "rk4":
         train_flow = build_flow(theory, variance0, args, solver="rk4", n_steps=args.train_steps)
     else:
@@ -347,23 +335,27 @@ def main(argv=None):
     n_params = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
     log(f"flow: {train_flow!r}, {n_params} parameters; init C_0 from {args.init}")
     params, train_info = train_for(train_flow, params, k_train, theory, args, log, eval_flow)
-    result["train"] = {**train_info, "n_params": n_params, "load_after": os.getloadavg()}
+    return (train_flow, eval_flow), params, {**train_info, "n_params": n_params, "load_after": os.getloadavg()}
 
-    # 3. final measurement -----------------------------------------------------------------
+
+def final_measurement(flows, params, theory, args, k_eval, k_mh, nuts_abs_m, log):
+    """Stage 3: ESS of fresh samples at tight tolerance and IMH over them; returns the report entry."""
+    train_flow, eval_flow = flows
     t0 = time.perf_counter()
     phi, log_w = draw(eval_flow, params, k_eval, theory, args.n_eval, args.sample_batch)
     t_draw = time.perf_counter() - t0
     ess = ess_per_sample(log_w)
     _, log_w_rk4 = draw(train_flow, params, k_eval, theory, min(args.n_eval, 1024), args.sample_batch)
     n_chain = args.n_eval // args.imh_chains
-    props = phi[: n_chain * args.imh_chains].reshape((args.imh_chains, n_chain) + lat.shape)
+    props = phi[: n_chain * args.imh_chains].reshape((args.imh_chains, n_chain) + theory.lattice.shape)
     lw = log_w[: n_chain * args.imh_chains].reshape(args.imh_chains, n_chain)
-    xs, acc = independence_metropolis(k_mh, jnp.asarray(props), jnp.asarray(lw))
+    log_p = -np.asarray(theory.euclidean_action(props))  # IMH sees only log p − log q = log w
+    xs, acc = independence_metropolis(k_mh, jnp.asarray(props), jnp.asarray(log_p), jnp.asarray(log_p - lw))
     xs, acc = np.asarray(xs), np.asarray(acc)
     m_imh = abs_magnetisation(xs)
     tau_imh = integrated_autocorrelation_time(m_imh)
-    imh_obs = measure(xs, lat)
-    result["flow"] = {
+    imh_obs = measure(xs, theory.lattice)
+    entry = {
         "n_samples": int(args.n_eval), "ess_per_sample": ess, "log_w_std": float(np.std(log_w)),
         "ess_per_sample_train_solver_first1024": ess_per_sample(log_w_rk4),
         "sample_time_s": t_draw, "sample_time_per_config_s": t_draw / args.n_eval,
@@ -371,13 +363,38 @@ def main(argv=None):
         "imh_abs_M": statistics(m_imh).to_dict(), "imh_xi_second_moment": imh_obs["xi"].to_dict(),
         "imh_phi2_gerdes": {"mean": imh_obs["phi2"].mean / 2, "err": imh_obs["phi2"].err / 2},
         "time_per_independent_abs_M_s": t_draw / args.n_eval * 2 * tau_imh,
-        "weight_diagnostics": weight_diagnostics(phi, log_w, m_abs),
+        "weight_diagnostics": weight_diagnostics(phi, log_w, nuts_abs_m),
     }
-    log(f"weights: {result['flow']['weight_diagnostics']}")
+    log(f"weights: {entry['weight_diagnostics']}")
     log(f"final: ESS/n = {ess:.4f} over {args.n_eval} fresh samples (training solver: "
-        f"{result['flow']['ess_per_sample_train_solver_first1024']:.4f} on 1024), IMH acceptance "
-        f"{result['flow']['imh_acceptance']:.3f}, τ_int(|M|) IMH {tau_imh:.2f} vs NUTS {tau_nuts:.2f}; "
-        f"<|M|> IMH {statistics(m_imh)} vs NUTS {m_stats}")
+        f"{entry['ess_per_sample_train_solver_first1024']:.4f} on 1024), IMH acceptance "
+        f"{entry['imh_acceptance']:.3f}, τ_int(|M|) IMH {tau_imh:.2f} vs NUTS "
+        f"{integrated_autocorrelation_time(nuts_abs_m):.2f}; <|M|> IMH {statistics(m_imh)} vs NUTS "
+        f"{statistics(nuts_abs_m)}")
+    return entry
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    t_start = time.perf_counter()
+
+    def log(msg):
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    lam_g = gerdes_lambda(args.L) if args.lam is None else args.lam
+    theory = qrg_theory(args.L, args.m2, lam_g)
+    k_nuts, k_init, k_train, k_eval, k_mh = jax.random.split(jax.random.PRNGKey(args.seed), 5)
+    result = {"point": {"L": args.L, "m2_gerdes": args.m2, "lambda_gerdes": lam_g, "m2_qrg": theory.m2,
+                        "lam_qrg": theory.lam, "field_scale": FIELD_SCALE, "log_jacobian": log_jacobian(args.L)},
+              "args": vars(args),
+              "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_start": os.getloadavg()}}
+    log(f"Gerdes point L={args.L}: m_G²={args.m2}, λ_G={lam_g}  ->  qrg Phi4(m2={theory.m2}, lam={theory.lam})")
+
+    nuts_samples, obs, m_abs, result["nuts"] = nuts_reference(theory, args, k_nuts, log)
+    flows, params, result["train"] = training_stage(theory, nuts_samples, obs, args, k_init, k_train, log)
+    result["flow"] = final_measurement(flows, params, theory, args, k_eval, k_mh, m_abs, log)
+
     result["total_wall_s"] = time.perf_counter() - t_start
     result["machine"]["load_end"] = os.getloadavg()
     with open(args.out, "w") as f:

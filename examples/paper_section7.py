@@ -1,6 +1,6 @@
 """Reproduce Section 7 of "Renormalizing diffusion models": learning the RG flow of 2D lattice φ⁴.
 
-A thin wrapper around :mod:`qrg.section7` (the same code as the ``qrg rgflow`` command): NUTS →
+A thin wrapper around :mod:`qrg.euclidean.experiment` (the same code as the ``qrg rgflow`` command): NUTS →
 the true Carosso-M / Polchinski-M flow of m_R, Z, λ_R, max|φ| (Figure 6) → two flows of the same
 architecture trained for the same number of Adam steps with RG matching (5.22) and reverse KL
 (5.5), measured with the same estimators (Figures 7-8) → independence Metropolis with each flow.

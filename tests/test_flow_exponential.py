@@ -13,7 +13,7 @@ import pytest
 import qrg
 from qrg._validation import QRGInputError
 from qrg.flow import ProbabilityFlow
-from qrg.learn_rg import euclidean_variance0, make_flow
+from qrg.euclidean.learning import euclidean_variance0, make_flow
 from qrg.models import GaussianBridge, make_model
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from qrg._validation import QRGInputError
 from qrg.observables import independent_momenta, two_point
-from qrg.samplers.langevin import sample_mala, sample_ula, ula_free_stationary_variance
+from qrg.euclidean.samplers.langevin import sample_mala, sample_ula, ula_free_stationary_variance
 from qrg.theory import Phi4
 
 THEORY = Phi4.from_params(d=2, N=6, a=1.0, m2=0.5, lam=0.0)
@@ -43,7 +43,7 @@ def test_kernel_validation():
 
 
 # ---------------------------------------------------------------- complex Langevin toy model
-from qrg.samplers.complex_langevin import QuarticToyModel, complex_langevin, exact_moments  # noqa: E402
+from qrg.euclidean.samplers.complex_langevin import QuarticToyModel, complex_langevin, exact_moments  # noqa: E402
 
 
 def test_exact_moments_gaussian_limit():

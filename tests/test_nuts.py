@@ -7,7 +7,7 @@ from scipy import stats as sps
 
 from qrg._validation import QRGInputError
 from qrg.observables import independent_momenta, measure, two_point
-from qrg.samplers.nuts import initial_positions, sample_nuts
+from qrg.euclidean.samplers import initial_positions, sample_nuts
 from qrg.theory import Phi4
 
 

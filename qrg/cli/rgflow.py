@@ -1,4 +1,5 @@
-"""``qrg rgflow``: the Section 7 experiment (learning the RG flow of 2D lattice φ⁴), as JSON + PNG.
+"""``qrg rgflow``: the paper's RG-learning experiment (its Section 7: learning the RG flow of 2D
+lattice φ⁴), as JSON + PNG.
 
     qrg rgflow --N 20 --L 1 --lam 0.0017 --m2 0.01 -2 --train-steps 1000 --out DIR
 
@@ -8,11 +9,12 @@ with RG matching (paper 5.22) and reverse KL (5.5) and measured with the same es
 (Figures 7-8), and independence Metropolis with each flow as the proposal. Writes
 ``DIR/section7_m2_<m2>.json``, ``DIR/fig6_m2_<m2>.png``, ``DIR/fig78_m2_<m2>.png`` and
 ``DIR/summary.json`` (printed). ``--quick`` starts from a small preset (N = 8, short runs).
-See :mod:`qrg.section7`.
+See :mod:`qrg.euclidean.experiment`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -34,7 +36,7 @@ _FLAGS = (
     ("--n-eval", "n_eval", int, "learned-flow samples per RG time"),
     ("--n-imh", "n_imh", int, "independence-Metropolis proposals per learned flow"),
     ("--ode-steps", "ode_steps", int, "fixed ODE steps per solve (0: adaptive Tsit5 with --rtol)"),
-    ("--solver", "solver", str, "ODE solver for fixed steps (default rk4)"),
+    ("--solver", "solver", str, "ODE solver (default: rk4 for fixed steps, tsit5 for --ode-steps 0)"),
     ("--integrator", "integrator", str, "'exponential' (default: linear part in closed form) or 'plain'"),
     ("--rtol", "rtol", float, "tolerance of adaptive solves"),
     ("--lr", "lr", float, "initial Adam learning rate (paper 5e-3)"),
@@ -45,7 +47,7 @@ _FLAGS = (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("rgflow", help="Section 7: learn the RG flow of 2D φ⁴ with (5.22) vs reverse KL (JSON, PNG)")
+    p = sub.add_parser("rgflow", help="learn the RG flow of 2D φ⁴ with (5.22) vs reverse KL (paper §7; JSON, PNG)")
     p.add_argument("--quick", action="store_true", help="small preset (N=8, short runs); other flags override it")
     p.add_argument("--m2", type=float, nargs="+", default=None, help="bare mass(es) squared (paper 0.01 -2)")
     for flag, attr, typ, help_ in _FLAGS:
@@ -55,36 +57,32 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args):
-    """A validated :class:`qrg.section7.Section7Config` from the parsed flags."""
-    from ..section7 import Section7Config
+    """A validated :class:`qrg.euclidean.experiment.ExperimentConfig` from the parsed flags."""
+    from ..euclidean.experiment import ExperimentConfig
 
     overrides = {attr: getattr(args, attr) for _, attr, _, _ in _FLAGS if getattr(args, attr) is not None}
     if args.m2 is not None:
         overrides["m2"] = tuple(args.m2)
     scale = overrides.pop("kernel_lr_scale", None)
-    cfg = Section7Config.quick() if args.quick else Section7Config()
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
+    defaults = ExperimentConfig.quick() if args.quick else ExperimentConfig()
     for name in ("N", "L"):
-        value = getattr(cfg, name)
+        value = overrides.get(name, getattr(defaults, name))
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise QRGInputError(f"--{name} must be > 0 (got {value})")
-    if scale in (None, "a^d/N"):
-        cfg.kernel_lr_scale = None  # a^d/N, set by validate()
-    elif scale == "a^d":
-        cfg.kernel_lr_scale = (cfg.L / cfg.N) ** 2
-    else:
+    if scale == "a^d":
+        overrides["kernel_lr_scale"] = (overrides.get("L", defaults.L) / overrides.get("N", defaults.N)) ** 2
+    elif scale not in (None, "a^d/N"):  # "a^d/N" is the config's default (None)
         try:
-            cfg.kernel_lr_scale = float(scale)
+            overrides["kernel_lr_scale"] = float(scale)
         except ValueError:
             raise QRGInputError(f"--net-lr-scale must be a number, 'a^d' or 'a^d/N' (got {scale!r})") from None
-    return cfg.validate()
+    return dataclasses.replace(defaults, **overrides)
 
 
 def run(args) -> int:
-    from ..section7 import run as run_section7
+    from ..euclidean.experiment import run as run_experiment
 
     cfg = config_from_args(args)
-    summary = run_section7(cfg, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
+    summary = run_experiment(cfg, args.out, log=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(json.dumps(summary, indent=2))
     return 0

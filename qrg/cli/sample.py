@@ -6,13 +6,15 @@ writes ``DIR/result.json`` (parameters, sampler diagnostics, every observable of
 :mod:`qrg.observables` as {"mean", "err", "tau_int", ...}, the momentum-space G2(p) and, for the
 free theory, its exact value) and ``DIR/samples.npz`` (the configurations).
 
-Methods: ``nuts`` / ``hmc`` (BlackJAX, per-chain window adaptation), ``mala`` (Fourier-
-preconditioned Metropolis-adjusted Langevin), ``flow`` (a flow trained by reverse KL, used as the
-proposal of an independence Metropolis sampler: exact, reports ESS per sample).
+Methods: the names of :data:`qrg.euclidean.samplers.SAMPLERS` — ``nuts`` / ``hmc`` (BlackJAX,
+per-chain window adaptation), ``mala`` (Fourier-preconditioned Metropolis-adjusted Langevin),
+``flow`` (a flow trained by reverse KL, used as the proposal of an independence Metropolis
+sampler: exact, reports ESS per sample). Each sampler receives the options below that it accepts.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import pathlib
 import time
@@ -23,38 +25,22 @@ import numpy as np
 from .._validation import QRGInputError, check_int
 from . import add_theory_args, theory_from_args
 
-
-def _run_nuts(theory, args, key):
-    from ..samplers.nuts import sample_nuts
-
-    res = sample_nuts(theory, key, n_samples=args.n_samples, n_chains=args.chains, n_warmup=args.n_warmup,
-                      method=args.method, num_integration_steps=args.n_leapfrog)
-    info = res.summary()
-    info.pop("step_size")
-    return res.samples, info
+#: sampler keyword -> attribute of the parsed flags; passed only to samplers that accept it
+_SAMPLER_OPTIONS = {"n_warmup": "n_warmup", "num_integration_steps": "n_leapfrog", "train_steps": "train_steps"}
 
 
-def _run_mala(theory, args, key):
-    from ..samplers.langevin import sample_mala
+def _samplers():
+    from ..euclidean.samplers import SAMPLERS
 
-    res = sample_mala(theory, key, n_samples=args.n_samples, n_chains=args.chains, n_warmup=args.n_warmup)
-    return res.samples, res.summary()
-
-
-def _run_flow(theory, args, key):
-    from ..samplers.imh import flow_imh
-
-    res = flow_imh(theory, key, n_samples=args.n_samples, n_chains=args.chains, train_steps=args.train_steps)
-    return res.samples, res.summary()
-
-
-METHODS = {"nuts": _run_nuts, "hmc": _run_nuts, "mala": _run_mala, "flow": _run_flow}
+    return SAMPLERS
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="sample the Euclidean φ⁴ theory and measure observables (JSON)")
     add_theory_args(p, defaults={"d": 2, "a": 1.0})
-    p.add_argument("--method", default="nuts", help=f"one of {sorted(METHODS)} (default nuts)")
+    # the registry is not imported here (BlackJAX takes a second to import): a wrong name lists them
+    p.add_argument("--method", default="nuts",
+                   help="a sampler of qrg.euclidean.samplers.SAMPLERS: nuts (default), hmc, mala, flow")
     p.add_argument("--n-samples", dest="n_samples", type=int, default=1000, help="samples per chain")
     p.add_argument("--chains", type=int, default=4, help="independent chains")
     p.add_argument("--n-warmup", dest="n_warmup", type=int, default=500, help="adaptation steps per chain")
@@ -65,10 +51,18 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+def draw(theory, args, key):
+    """Run the sampler ``args.method`` with the options it accepts; returns (samples, summary dict)."""
+    sampler = _samplers().get(args.method, "--method")
+    accepted = inspect.signature(sampler).parameters
+    options = {kw: getattr(args, attr) for kw, attr in _SAMPLER_OPTIONS.items() if kw in accepted}
+    res = sampler(theory, key, n_samples=args.n_samples, n_chains=args.chains, **options)
+    return res.samples, res.summary()
+
+
 def run(args) -> int:
     theory = theory_from_args(args)
-    if args.method not in METHODS:
-        raise QRGInputError(f"--method must be one of {sorted(METHODS)} (got {args.method!r})")
+    _samplers().check("--method", args.method)
     check_int("--n-samples", args.n_samples, minimum=2)
     check_int("--chains", args.chains, minimum=1)
     check_int("--n-warmup", args.n_warmup, minimum=1)
@@ -77,7 +71,7 @@ def run(args) -> int:
     from ..observables import measure, to_json, two_point
 
     t0 = time.perf_counter()
-    samples, info = METHODS[args.method](theory, args, jax.random.PRNGKey(args.seed))
+    samples, info = draw(theory, args, jax.random.PRNGKey(args.seed))
     total = time.perf_counter() - t0
     lat = theory.lattice
     obs = measure(samples, lat)

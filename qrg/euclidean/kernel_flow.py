@@ -16,13 +16,17 @@ structure of the input (n_chains, n_samples, ...) is kept, so error bars account
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._validation import QRGInputError, check_time
-from .observables import measure, to_json
-from .rg.base import RGScheme
+from .._validation import QRGInputError, check_time
+from ..observables import measure, to_json
+
+if TYPE_CHECKING:
+    from ..rg import RGScheme
 
 OBSERVABLES_ALONG_FLOW = ("m_R", "m_R2", "m_R2_rescaled", "Z", "lambda_R", "lambda_R_rescaled", "g_R",
                           "max_abs_phi", "phi2", "abs_m", "chi", "binder", "xi")

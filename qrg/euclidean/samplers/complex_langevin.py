@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validation import QRGInputError, check_int, check_real
+from ..._validation import QRGInputError, check_int, check_real
 
 
 @dataclasses.dataclass(frozen=True)

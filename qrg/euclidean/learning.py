@@ -12,7 +12,7 @@ b2 = 0.9, learning rate 5e-3 decaying exponentially by 0.1 over 8000 steps, Sect
 
     the reverse KL at t = 0 (first term, estimated as in (b) with weight ``reverse_weight``)
     plus the forward KL along the flow, estimated from samples φ_t of the TRUE flow (NUTS draws
-    of p_0 pushed through the exact kernel p(φ_t|φ_0), :mod:`qrg.rgflow`) as
+    of p_0 pushed through the exact kernel p(φ_t|φ_0), :mod:`qrg.euclidean.kernel_flow`) as
     E_{t ~ U(0,T)} E_{φ_t}[−log p^θ_t(φ_t)] (+ a θ-independent constant), λ(t) = 1;
     log p^θ_t(φ_t) comes from the forward solve t → T (``flow.log_prob``).
 
@@ -45,11 +45,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._validation import QRGInputError, check_int, check_real
-from .flow import ProbabilityFlow
-from .rg import make_scheme
+from .._validation import QRGInputError, check_int, check_real
+from ..flow import ProbabilityFlow
+from ..registry import Registry
+from ..rg import make_scheme
 
-OBJECTIVES = ("rg_matching", "reverse_kl", "score_matching")
+#: objective name -> builder (flow, theory, data, batch_size, reverse_weight) -> loss(params, key) -> (loss, aux)
+OBJECTIVES: Registry = Registry("objective")
 
 
 def default_optimizer(learning_rate: float = 5e-3, transition_steps: int = 8000, decay_rate: float = 0.1,
@@ -59,8 +61,22 @@ def default_optimizer(learning_rate: float = 5e-3, transition_steps: int = 8000,
     return optax.adam(schedule, b1=b1, b2=b2)
 
 
-def section7_optimizer(params, learning_rate: float = 5e-3, transition_steps: int = 8000, decay_rate: float = 0.1,
-                       net_scale: float = 1.0, b1: float = 0.8, b2: float = 0.9) -> optax.GradientTransformation:
+def default_net_scale(N: int, L: float, d: int = 2) -> float:
+    """a^d / N: the kernel network's learning-rate factor of the RG-learning experiment (a = L/N).
+
+    a^d converts the score the network outputs into velocity units (½B = ½a^-d); the extra 1/N
+    is empirical: the network's weights enter the velocity through kernels summed over up to N^d
+    displacements, and at N = 20 a factor a^d alone still made one Adam step (lr 5e-3) drop the
+    ESS from 0.77 to 0.04, a^d/N kept it (0.77 → 0.55–0.79 over 8 steps, loss decreasing) and
+    a^d/N² barely moved the network (benchmarks/section7.md).
+    """
+    a = L / N
+    return a**d / N
+
+
+def net_scaled_optimizer(params, learning_rate: float = 5e-3, transition_steps: int = 8000,
+                         decay_rate: float = 0.1, net_scale: float = 1.0, b1: float = 0.8,
+                         b2: float = 0.9) -> optax.GradientTransformation:
     """The paper's Adam (:func:`default_optimizer`) with the learning rate of every parameter that
     is not a Gaussian-bridge log-variance (``log_variance0``) multiplied by ``net_scale``.
 
@@ -68,7 +84,7 @@ def section7_optimizer(params, learning_rate: float = 5e-3, transition_steps: in
     network's output is a score, which the velocity multiplies by ½B = ½a^-d (Carosso) and whose
     convolution kernels sum the network's outputs over up to N^d displacements. With the paper's
     lr = 5e-3 on every parameter one step wrecks the flow on fine lattices; ``net_scale = a^d/N``
-    (what ``qrg rgflow`` uses, :func:`qrg.section7.default_net_scale`) trains stably at N = 20.
+    (what ``qrg rgflow`` uses, :func:`default_net_scale`) trains stably at N = 20.
     ``net_scale = 1`` is the paper's optimiser unchanged.
     """
     net_scale = check_real("net_scale", net_scale, positive=True)
@@ -123,7 +139,7 @@ def make_flow(theory, *, scheme: str = "carosso", M: float = 1.0, model: str = "
     default ``integrator="exponential"`` transports that linear Gaussian part in closed form and
     integrates only the residual velocity (see :mod:`qrg.flow`), so a few RK4 steps suffice.
     """
-    from .models import make_model
+    from ..models import make_model
 
     sch = make_scheme(scheme, theory.lattice, M)
     kw = dict(model_kw)
@@ -199,6 +215,39 @@ def ess_fraction(log_w):
     return jnp.sum(w) ** 2 / (log_w.shape[0] * jnp.sum(w**2))
 
 
+# ---------------------------------------------------------------------------- objective registry
+def _needs_theory(objective: str, theory):
+    if theory is None:
+        raise QRGInputError(f"objective {objective!r} needs the theory (its Euclidean action)")
+
+
+def _needs_data(objective: str, flow: ProbabilityFlow, data):
+    """Samples of p_0, (n, *shape) or (n_chains, n_samples, *shape), flattened to (n, *shape)."""
+    if data is None:
+        raise QRGInputError(f"objective {objective!r} needs samples of p_0 (data)")
+    flow.lattice.check_field(data, "data")
+    return jnp.asarray(np.asarray(data).reshape((-1,) + flow.lattice.shape))
+
+
+@OBJECTIVES.register("rg_matching")
+def _rg_matching_objective(flow, *, theory, data, batch_size, reverse_weight):
+    _needs_theory("rg_matching", theory)
+    data = _needs_data("rg_matching", flow, data)
+    return lambda p, k: rg_matching_loss(flow, p, k, theory, data, batch_size, reverse_weight)
+
+
+@OBJECTIVES.register("reverse_kl")
+def _reverse_kl_objective(flow, *, theory, data, batch_size, reverse_weight):
+    _needs_theory("reverse_kl", theory)
+    return lambda p, k: reverse_kl_loss(flow, p, k, theory, batch_size)
+
+
+@OBJECTIVES.register("score_matching")
+def _score_matching_objective(flow, *, theory, data, batch_size, reverse_weight):
+    data = _needs_data("score_matching", flow, data)
+    return lambda p, k: score_matching_loss(flow, p, k, data, batch_size)
+
+
 # ---------------------------------------------------------------------------- training
 @dataclasses.dataclass
 class TrainResult:
@@ -219,27 +268,14 @@ def train(flow: ProbabilityFlow, params, key, *, objective: str, n_steps: int, t
     and the loss history (every ``log_every`` steps). ``data``: samples of p_0, shape
     (n, *lattice.shape) or (n_chains, n_samples, *shape) (flattened), needed by rg_matching and
     score_matching; ``theory`` needed by rg_matching and reverse_kl."""
-    if objective not in OBJECTIVES:
-        raise QRGInputError(f"objective must be one of {OBJECTIVES} (got {objective!r})")
+    objective = OBJECTIVES.check("objective", objective)
     n_steps = check_int("n_steps", n_steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     log_every = check_int("log_every", log_every, minimum=1)
     reverse_weight = check_real("reverse_weight", reverse_weight, nonnegative=True)
-    if objective in ("rg_matching", "reverse_kl") and theory is None:
-        raise QRGInputError(f"objective {objective!r} needs the theory (its Euclidean action)")
-    if objective in ("rg_matching", "score_matching"):
-        if data is None:
-            raise QRGInputError(f"objective {objective!r} needs samples of p_0 (data)")
-        flow.lattice.check_field(data, "data")
-        data = jnp.asarray(np.asarray(data).reshape((-1,) + flow.lattice.shape))
+    loss_fn = OBJECTIVES.get(objective)(flow, theory=theory, data=data, batch_size=batch_size,
+                                        reverse_weight=reverse_weight)
     optimizer = default_optimizer() if optimizer is None else optimizer
-
-    if objective == "reverse_kl":
-        loss_fn = lambda p, k: reverse_kl_loss(flow, p, k, theory, batch_size)  # noqa: E731
-    elif objective == "rg_matching":
-        loss_fn = lambda p, k: rg_matching_loss(flow, p, k, theory, data, batch_size, reverse_weight)  # noqa: E731
-    else:
-        loss_fn = lambda p, k: score_matching_loss(flow, p, k, data, batch_size)  # noqa: E731
 
     @jax.jit
     def step(p, opt_state, k):

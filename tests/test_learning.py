@@ -1,13 +1,13 @@
-"""Learning the RG flow: objectives, training, exact flow-based IMH sampling."""
+"""qrg.euclidean.learning: objectives, training, exact flow-based IMH sampling."""
 
 import jax
 import numpy as np
 import pytest
 
 from qrg._validation import QRGInputError
-from qrg.learn_rg import (default_optimizer, make_flow, reverse_kl_loss, reverse_sde_sample, score_matching_loss, train)
+from qrg.euclidean.learning import (default_optimizer, make_flow, reverse_kl_loss, reverse_sde_sample, score_matching_loss, train)
 from qrg.observables import measure
-from qrg.samplers.imh import ess_per_sample, flow_imh, independence_metropolis
+from qrg.euclidean.samplers.imh import ess_per_sample, flow_imh, independence_metropolis
 from qrg.theory import Phi4
 
 FREE = Phi4.from_params(d=2, N=4, a=1.0, m2=0.7, lam=0.0)
@@ -45,15 +45,18 @@ def test_reverse_kl_at_exact_flow_is_minus_log_z(exact_flow):
 
 
 def test_imh_rejects_with_bad_proposal():
-    # a hand-made proposal with wrong weights: acceptance < 1 and the chain repeats states
+    # proposal q = N(0, 1) per component for the target p ∝ e^{−|x|²}: acceptance < 1 and the chain repeats states
     key = jax.random.PRNGKey(0)
     props = jax.random.normal(key, (1, 500, 2, 2))
-    log_w = -0.5 * np.asarray(props**2).sum(axis=(-1, -2))
-    xs, acc = independence_metropolis(jax.random.PRNGKey(1), props, log_w)
+    log_p = -np.asarray(props**2).sum(axis=(-1, -2))
+    log_q = -0.5 * np.asarray(props**2).sum(axis=(-1, -2))
+    xs, acc = independence_metropolis(jax.random.PRNGKey(1), props, log_p, log_q)
     acc = np.asarray(acc)
     assert 0.1 < acc.mean() < 0.95
     rejected = np.where(~acc[0])[0]
     assert np.all(np.asarray(xs)[0, rejected] == np.asarray(xs)[0, rejected - 1])
+    accepted = np.where(acc[0])[0]
+    assert np.all(np.asarray(xs)[0, accepted] == np.asarray(props)[0, accepted])
     assert ess_per_sample(np.zeros(10)) == pytest.approx(1.0)
 
 

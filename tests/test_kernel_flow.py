@@ -7,7 +7,7 @@ import pytest
 from qrg._validation import QRGInputError
 from qrg.observables import independent_momenta, smallest_momentum_phat2, two_point
 from qrg.rg import CarossoM, PolchinskiM
-from qrg.rgflow import flow_observables, flow_path, gaussian_flow_g2
+from qrg.euclidean.kernel_flow import flow_observables, flow_path, gaussian_flow_g2
 from qrg.theory import Phi4
 
 

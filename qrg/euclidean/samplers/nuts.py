@@ -14,83 +14,26 @@ fixed number of leapfrog steps L; its step size is jittered per transition, ε·
 (Neal 2011), because a fixed trajectory length resonates with the harmonic modes of a nearly
 Gaussian target (huge τ_int in some momenta).
 
-Start (``init=None``): every chain starts at a draw of the Gaussian with covariance
-1/(a^d (p̂² + |m²| + 1)); for m² < 0 the constant classical minimum ±sqrt(−6 m²/λ) (random sign
-per chain) is added, so that both wells are visited by different chains.
+Start (``init=None``): :func:`.base.initial_positions` (both wells for m² < 0).
 
 All functions are pure and take their PRNG key explicitly.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import time
 
 import blackjax
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .._validation import QRGInputError, check_int, check_real
-from ..theory import Phi4
+from ..._validation import QRGInputError, check_int, check_real
+from ...theory import Phi4
+from .base import SAMPLERS, MCMCResult, starting_fields
 
 METHODS = ("nuts", "hmc")
 HMC_JITTER = 0.2
-
-
-@dataclasses.dataclass(frozen=True)
-class MCMCResult:
-    """Output of :func:`sample_nuts` (numpy arrays).
-
-    samples        (n_chains, n_samples, *lattice.shape)
-    acceptance     (n_chains, n_samples): Metropolis acceptance probability of each transition
-                   (NUTS: average over the trajectory)
-    divergent      (n_chains, n_samples) bool
-    n_integration_steps (n_chains, n_samples): leapfrog steps (= gradient evaluations) per draw
-    step_size      (n_chains,)  adapted step sizes
-    inverse_mass_matrix (n_chains, n_sites) adapted diagonal inverse mass matrices
-    wall_time_s    sampling wall time (after warm-up, compiled), warmup_time_s the warm-up's
-    """
-
-    samples: np.ndarray
-    acceptance: np.ndarray
-    divergent: np.ndarray
-    n_integration_steps: np.ndarray
-    step_size: np.ndarray
-    inverse_mass_matrix: np.ndarray
-    wall_time_s: float
-    warmup_time_s: float
-    method: str = "nuts"
-
-    @property
-    def n_chains(self) -> int:
-        return int(self.samples.shape[0])
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.samples.shape[1])
-
-    @property
-    def mean_acceptance(self) -> float:
-        return float(np.mean(self.acceptance))
-
-    @property
-    def n_divergences(self) -> int:
-        return int(np.sum(self.divergent))
-
-    def summary(self) -> dict:
-        return {
-            "method": self.method,
-            "n_chains": self.n_chains,
-            "n_samples": self.n_samples,
-            "acceptance": self.mean_acceptance,
-            "divergences": self.n_divergences,
-            "mean_integration_steps": float(np.mean(self.n_integration_steps)),
-            "step_size": [float(s) for s in self.step_size],
-            "wall_time_s": self.wall_time_s,
-            "warmup_time_s": self.warmup_time_s,
-        }
 
 
 def log_density(theory: Phi4):
@@ -100,20 +43,6 @@ def log_density(theory: Phi4):
         return -theory.euclidean_action(phi)
 
     return logdensity
-
-
-def initial_positions(theory: Phi4, key, n_chains: int):
-    """Starting fields (n_chains, *shape): see the module docstring."""
-    lat = theory.lattice
-    k_noise, k_sign = jax.random.split(key)
-    var = 1.0 / (lat.volume_element * (lat.phat2 + abs(theory.m2) + 1.0))
-    white = jax.random.normal(k_noise, (n_chains,) + lat.shape)
-    phi = lat.apply_diagonal(white, jnp.sqrt(jnp.asarray(var)))
-    if theory.m2 < 0:
-        vmin = float(np.sqrt(-6.0 * theory.m2 / theory.lam))
-        sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n_chains,)), 1.0, -1.0)
-        phi = phi + vmin * sign.reshape((n_chains,) + (1,) * lat.d)
-    return phi
 
 
 def _algorithm(method: str, num_integration_steps: int, max_num_doublings: int):
@@ -193,13 +122,7 @@ def sample_nuts(
     if method not in METHODS:
         raise QRGInputError(f"method must be one of {METHODS} (got {method!r})")
     k_init, k_warm, k_run = jax.random.split(key, 3)
-    if init is None:
-        positions = initial_positions(theory, k_init, n_chains)
-    else:
-        theory.lattice.check_field(init, "init")
-        positions = jnp.asarray(init, dtype=float)
-        if positions.shape != (n_chains,) + theory.lattice.shape:
-            raise QRGInputError(f"init must have shape {(n_chains,) + theory.lattice.shape} (got {positions.shape})")
+    positions = starting_fields(theory, k_init, n_chains, init)
 
     t0 = time.perf_counter()
     states, step_sizes, inv_mass = _warmup(theory, jax.random.split(k_warm, n_chains), positions, n_warmup, method,
@@ -225,3 +148,7 @@ def sample_nuts(
         warmup_time_s=t1 - t0,
         method=method,
     )
+
+
+SAMPLERS.register("nuts", functools.partial(sample_nuts, method="nuts"))
+SAMPLERS.register("hmc", functools.partial(sample_nuts, method="hmc"))
