@@ -53,14 +53,12 @@ import json
 import math
 import os
 import pathlib
-import pickle
 import platform
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import qrg
 from qrg._validation import QRGInputError
@@ -69,6 +67,7 @@ from qrg.euclidean.learning import default_optimizer, ess_fraction, make_flow
 from qrg.euclidean.samplers.imh import ess_per_sample, independence_metropolis
 from qrg.euclidean.samplers.nuts import sample_nuts
 from qrg.observables import measure
+from qrg.optim import Loop, LoopState, load_checkpoint, run, save_checkpoint
 from qrg.stats import integrated_autocorrelation_time, statistics
 
 GERDES_M2 = -4.0
@@ -191,61 +190,73 @@ def reverse_kl(flow, params, key, theory, batch):
     return jnp.mean(-log_w), ess_fraction(jax.lax.stop_gradient(log_w))
 
 
+class ReverseKL:
+    """The training objective in the form of :mod:`qrg.optim.loop` (hashable: one compile per run)."""
+
+    def __init__(self, flow, theory, batch):
+        self.flow, self.theory, self.batch = flow, theory, batch
+
+    def __call__(self, params, key, inputs):
+        return reverse_kl(self.flow, params, key, self.theory, self.batch)
+
+    def metrics(self, loss, ess) -> dict:
+        return {"loss": float(loss), "batch_ess": float(ess)}
+
+
+def evaluate(flow, check_flow, params, key, theory, args, step, train_s) -> dict:
+    """ESS per sample of fresh draws, and |Δ log q| of the training solver against the tight solve."""
+    t0 = time.perf_counter()
+    _, lw = draw(flow, params, jax.random.fold_in(key, 10_000_000 + step), theory, args.eval_samples,
+                 args.sample_batch)
+    k_chk = jax.random.fold_in(key, 20_000_000 + step)
+    _, lq_train = flow.sample_log_prob(params, k_chk, args.check_samples)
+    _, lq_exact = check_flow.sample_log_prob(params, k_chk, args.check_samples)
+    dlq = float(np.max(np.abs(np.asarray(lq_train) - np.asarray(lq_exact))))
+    return {"step": step, "train_min": train_s / 60.0, "ess": ess_per_sample(lw), "log_w_std": float(np.std(lw)),
+            "max_abs_dlogq_train_solver": dlq, "eval_s": time.perf_counter() - t0}
+
+
+def save_params(path, params) -> None:
+    """Parameters as arrays + JSON (qrg.optim.checkpoint: no pickle, hashed)."""
+    save_checkpoint(path, {"params": params}, {"step": 0})
+
+
 def train_for(flow, params, key, theory, args, log, check_flow):
     """Adam (qrg's default: b1 0.8, b2 0.9, lr decaying 0.1× per 8000 steps) on the reverse KL for
-    ``args.train_minutes`` of training wall time, with periodic ESS evaluations."""
+    ``args.train_minutes`` of training wall time, with periodic ESS evaluations (the shared training
+    loop of qrg.optim: a non-finite step is rolled back with the learning rate halved)."""
     opt = default_optimizer(learning_rate=args.lr)
-    opt_state = opt.init(params)
+    state = LoopState.create(params, opt)
+    ckpt = pathlib.Path(args.out).with_suffix(".params")
+    evals, next_eval = [], [0.0]
 
-    @jax.jit
-    def step(p, s, k):
-        (loss, ess), g = jax.value_and_grad(lambda q: reverse_kl(flow, q, k, theory, args.batch), has_aux=True)(p)
-        updates, s = opt.update(g, s, p)
-        return optax.apply_updates(p, updates), s, loss, ess
+    def maybe_evaluate(train_s):
+        if train_s >= next_eval[0]:
+            evals.append(evaluate(flow, check_flow, state.params, key, theory, args, state.step, train_s))
+            e = evals[-1]
+            log(f"[eval] step {e['step']} train {train_s / 60:.1f} min: ESS/n = {e['ess']:.4f} "
+                f"(n={args.eval_samples}), std log w = {e['log_w_std']:.3f}, "
+                f"max|Δ log q| train vs tight solve = {e['max_abs_dlogq_train_solver']:.2e}")
+            save_params(ckpt, state.params)
+            next_eval[0] += 60.0 * args.eval_every
 
-    history = {"step": [], "train_s": [], "loss": [], "batch_ess": []}
-    evals = []
+    def on_step(record):
+        if record["step"] % args.log_every == 0:
+            log(f"step {record['step']} t {record['time']:.0f}s loss {record['loss']:.4f} "
+                f"batch ESS {record['batch_ess']:.3f}")
+        maybe_evaluate(record["time"])
+
     budget = 60.0 * args.train_minutes
-    train_s, i, n_bad = 0.0, 0, 0
-    next_eval = 0.0
-    ckpt = pathlib.Path(args.out).with_suffix(".params.pkl")
-    while train_s < budget:
-        if train_s >= next_eval:
-            t0 = time.perf_counter()
-            _, lw = draw(flow, params, jax.random.fold_in(key, 10_000_000 + i), theory, args.eval_samples,
-                         args.sample_batch)
-            ess = ess_per_sample(lw)
-            # the same prior draws through the tight adaptive solve: |Δ log q| of the training solver
-            k_chk = jax.random.fold_in(key, 20_000_000 + i)
-            _, lq_train = flow.sample_log_prob(params, k_chk, args.check_samples)
-            _, lq_exact = check_flow.sample_log_prob(params, k_chk, args.check_samples)
-            dlq = float(np.max(np.abs(np.asarray(lq_train) - np.asarray(lq_exact))))
-            evals.append({"step": i, "train_min": train_s / 60.0, "ess": ess, "log_w_std": float(np.std(lw)),
-                          "max_abs_dlogq_train_solver": dlq, "eval_s": time.perf_counter() - t0})
-            log(f"[eval] step {i} train {train_s / 60:.1f} min: ESS/n = {ess:.4f} (n={args.eval_samples}), "
-                f"std log w = {np.std(lw):.3f}, max|Δ log q| train vs tight solve = {dlq:.2e}")
-            with open(ckpt, "wb") as f:
-                pickle.dump(jax.tree_util.tree_map(np.asarray, params), f)
-            next_eval += 60.0 * args.eval_every
-        t0 = time.perf_counter()
-        new_params, new_state, loss, ess = step(params, opt_state, jax.random.fold_in(key, i))
-        loss = float(loss)
-        train_s += time.perf_counter() - t0
-        if math.isfinite(loss):
-            params, opt_state = new_params, new_state
-        else:
-            n_bad += 1
-        if i % args.log_every == 0:
-            history["step"].append(i)
-            history["train_s"].append(train_s)
-            history["loss"].append(loss)
-            history["batch_ess"].append(float(ess))
-            log(f"step {i} t {train_s:.0f}s loss {loss:.4f} batch ESS {float(ess):.3f}")
-        i += 1
-    with open(ckpt, "wb") as f:
-        pickle.dump(jax.tree_util.tree_map(np.asarray, params), f)
-    return params, {"steps": i, "train_s": train_s, "nonfinite_steps": n_bad, "history": history, "evals": evals,
-                    "params_file": str(ckpt)}
+    maybe_evaluate(0.0)
+    loop = Loop(objective=ReverseKL(flow, theory, args.batch), tx=opt, callback=on_step,
+                stop=lambda s: s.train_time >= budget)
+    run(loop, state, 2**62, key)
+    save_params(ckpt, state.params)
+    history = {name: [r[name] for r in state.history if r["step"] % args.log_every == 0]
+               for name in ("step", "loss", "batch_ess")}
+    history["train_s"] = [r["time"] for r in state.history if r["step"] % args.log_every == 0]
+    return state.params, {"steps": state.step, "train_s": state.train_time, "nonfinite_steps": len(state.events),
+                          "history": history, "evals": evals, "params_file": str(ckpt)}
 
 
 # ---------------------------------------------------------------------------- main
@@ -275,7 +286,7 @@ def parse_args(argv=None):
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--init", choices=("nuts", "free"), default="nuts")
     p.add_argument("--init-params", default=None,
-                   help="continue training from a parameter file written by an earlier run (<out>.params.pkl)")
+                   help="continue training from the parameter directory written by an earlier run (<out>.params)")
     p.add_argument("--max-steps", type=int, default=4096)
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--eval-every", type=float, default=5.0, help="minutes of training between ESS evaluations")
@@ -326,11 +337,7 @@ def training_stage(theory, nuts_samples, obs, args, k_init, k_train, log):
                            atol=args.eval_rtol)
     params = train_flow.init(k_init)
     if args.init_params:
-        with open(args.init_params, "rb") as f:
-            loaded = pickle.load(f)
-        if jax.tree_util.tree_structure(loaded) != jax.tree_util.tree_structure(params):
-            raise QRGInputError(f"--init-params {args.init_params}: parameters of a different model")
-        params = jax.tree_util.tree_map(jnp.asarray, loaded)
+        params = load_checkpoint(args.init_params, {"params": params})[0]["params"]  # checks the structure
         log(f"continuing from {args.init_params}")
     n_params = int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
     log(f"flow: {train_flow!r}, {n_params} parameters; init C_0 from {args.init}")

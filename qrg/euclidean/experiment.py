@@ -91,7 +91,7 @@ class ExperimentConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from ..flow import FIXED_STEP_ONLY, INTEGRATORS, SOLVERS
+        from ..flow import INTEGRATORS, SOLVERS
 
         def coerce(name, value):
             object.__setattr__(self, name, value)
@@ -113,13 +113,12 @@ class ExperimentConfig:
             coerce(name, check_real(name, getattr(self, name), positive=True))
         if self.kernel_lr_scale is not None:
             coerce("kernel_lr_scale", check_real("kernel_lr_scale", self.kernel_lr_scale, positive=True))
-        if self.solver is not None and self.solver not in SOLVERS:
-            raise QRGInputError(f"solver must be one of {sorted(SOLVERS)} (got {self.solver!r})")
-        if self.solver in FIXED_STEP_ONLY and self.ode_steps == 0:
+        if self.solver is not None:
+            SOLVERS.check("solver", self.solver)
+        if self.solver is not None and SOLVERS.get(self.solver).fixed_step_only and self.ode_steps == 0:
             raise QRGInputError(f"solver {self.solver!r} has no error estimate: ode_steps must be >= 1 "
                                 "(ode_steps = 0 means adaptive stepping; leave solver unset for tsit5)")
-        if self.integrator not in INTEGRATORS:
-            raise QRGInputError(f"integrator must be one of {INTEGRATORS} (got {self.integrator!r})")
+        INTEGRATORS.check("integrator", self.integrator)
 
     @classmethod
     def quick(cls, **overrides) -> "ExperimentConfig":

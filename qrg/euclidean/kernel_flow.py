@@ -18,11 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from .._validation import QRGInputError, check_time
 from ..observables import measure, to_json
 
 if TYPE_CHECKING:
@@ -33,29 +30,9 @@ OBSERVABLES_ALONG_FLOW = ("m_R", "m_R2", "m_R2_rescaled", "Z", "lambda_R", "lamb
 
 
 def flow_path(key, samples, scheme: RGScheme, ts):
-    """Flowed samples at every time in ``ts`` (increasing, ≥ 0) along exact kernel paths.
-
-    Returns an array of shape (len(ts),) + samples.shape.
-    """
-    lat = scheme.lattice
-    lat.check_field(samples, "samples")
-    ts = np.asarray(ts, dtype=float)
-    if ts.ndim != 1 or ts.size == 0:
-        raise QRGInputError("ts must be a non-empty 1-d sequence of RG times")
-    check_time(ts, "ts")
-    if np.any(np.diff(ts) < 0):
-        raise QRGInputError(f"ts must be non-decreasing (got {ts.tolist()})")
-    phi = jnp.asarray(samples, dtype=float)
-    out = []
-    t_prev = 0.0
-    for i, t in enumerate(ts):
-        if t > t_prev:
-            ratio, var = scheme.transition_between(t_prev, float(t))
-            white = jax.random.normal(jax.random.fold_in(key, i), phi.shape)
-            phi = lat.apply_diagonal(phi, ratio) + lat.apply_diagonal(white, jnp.sqrt(jnp.clip(var, 0.0, None)))
-        out.append(phi)
-        t_prev = float(t)
-    return jnp.stack(out)
+    """Flowed samples at every time in ``ts`` (increasing, ≥ 0) along exact kernel paths
+    (:meth:`~qrg.rg.RGScheme.sample_path`). Returns an array of shape (len(ts),) + samples.shape."""
+    return scheme.sample_path(key, samples, ts)
 
 
 def flow_observables(key, samples, scheme: RGScheme, ts, *, subtract_mean: bool = False, n_blocks: int = 20,

@@ -47,8 +47,8 @@ import optax
 
 from .._validation import QRGInputError, check_int, check_real
 from ..flow import ProbabilityFlow
+from ..optim.loop import Loop, LoopState, run
 from ..registry import Registry
-from ..rg import make_scheme
 
 #: objective name -> builder (flow, theory, data, batch_size, reverse_weight) -> loss(params, key) -> (loss, aux)
 OBJECTIVES: Registry = Registry("objective")
@@ -139,17 +139,13 @@ def make_flow(theory, *, scheme: str = "carosso", M: float = 1.0, model: str = "
     default ``integrator="exponential"`` transports that linear Gaussian part in closed form and
     integrates only the residual velocity (see :mod:`qrg.flow`), so a few RK4 steps suffice.
     """
-    from ..models import make_model
+    from ..flow import make_flow as make_probability_flow
 
-    sch = make_scheme(scheme, theory.lattice, M)
-    kw = dict(model_kw)
-    kw["variance0"] = euclidean_variance0(theory) if variance0 is None else variance0
-    if model != "gaussian":
-        kw.setdefault("time_scale", T)
-    mdl = make_model(model, theory.lattice, sch, **kw)
-    return ProbabilityFlow(mdl, sch, T=T, solver=solver, n_steps=n_steps, rtol=rtol, atol=atol,
-                           adjoint="recursive", log_prob_adjoint="recursive", max_steps=max_steps,
-                           integrator=integrator)
+    return make_probability_flow(
+        theory.lattice, scheme=scheme, M=M, model=model, T=T,
+        variance0=euclidean_variance0(theory) if variance0 is None else variance0, model_options=model_kw,
+        solver=solver, n_steps=n_steps, rtol=rtol, atol=atol, adjoint="recursive", log_prob_adjoint="recursive",
+        max_steps=max_steps, integrator=integrator)
 
 
 # ---------------------------------------------------------------------------- objectives
@@ -268,49 +264,59 @@ def train(flow: ProbabilityFlow, params, key, *, objective: str, n_steps: int, t
     and the loss history (every ``log_every`` steps). ``data``: samples of p_0, shape
     (n, *lattice.shape) or (n_chains, n_samples, *shape) (flattened), needed by rg_matching and
     score_matching; ``theory`` needed by rg_matching and reverse_kl."""
-    objective = OBJECTIVES.check("objective", objective)
+    objective_name = OBJECTIVES.check("objective", objective)
     n_steps = check_int("n_steps", n_steps, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     log_every = check_int("log_every", log_every, minimum=1)
     reverse_weight = check_real("reverse_weight", reverse_weight, nonnegative=True)
-    loss_fn = OBJECTIVES.get(objective)(flow, theory=theory, data=data, batch_size=batch_size,
+    loss_fn = OBJECTIVES.get(objective_name)(flow, theory=theory, data=data, batch_size=batch_size,
                                         reverse_weight=reverse_weight)
     optimizer = default_optimizer() if optimizer is None else optimizer
 
-    @jax.jit
-    def step(p, opt_state, k):
-        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, k)
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return optax.apply_updates(p, updates), opt_state, loss, aux
 
-    opt_state = optimizer.init(params)
-    history: dict[str, list] = {"step": [], "loss": [], "time_s": []}
-    t0 = time.perf_counter()
-    for i in range(n_steps):
-        key, k = jax.random.split(key)
-        try:
-            new_params, new_state, loss, aux = step(params, opt_state, k)
-            loss_value = float(loss)
-        except Exception as err:  # e.g. the adaptive ODE solver ran out of steps (a too stiff flow)
-            if "max_steps" not in str(err) and "maximum number of solver steps" not in str(err):
-                raise
-            history["stopped"] = [i]
-            history["stop_reason"] = ["ODE solver reached max_steps: the learned flow became too stiff"]
-            break
-        if not np.isfinite(loss_value):
-            # keep the last finite parameters; report the failure in the history
-            history.setdefault("nonfinite_steps", []).append(i)
-            continue
-        params, opt_state = new_params, new_state
+    def log(record):
+        i = record["step"]
         if i % log_every == 0 or i == n_steps - 1:
-            history["step"].append(i)
-            history["loss"].append(loss_value)
+            for name in ("step", "loss"):
+                history[name].append(record[name])
             history["time_s"].append(time.perf_counter() - t0)
-            for name, v in aux.items():
-                history.setdefault(name, []).append(float(v))
+            for name in aux_names:
+                history.setdefault(name, []).append(record[name])
             if callback is not None:
-                callback(i, params, float(loss), aux)
-    return TrainResult(params, history, time.perf_counter() - t0, objective)
+                callback(i, state.params, record["loss"], {k: record[k] for k in aux_names})
+
+    history: dict[str, list] = {"step": [], "loss": [], "time_s": []}
+    objective = _Objective(loss_fn)
+    aux_names = objective.aux_names(params, key)
+    state = LoopState.create(params, optimizer, key=key)
+    loop = Loop(objective=objective, tx=optimizer, key_schedule="split", callback=log)
+    t0 = time.perf_counter()
+    try:
+        run(loop, state, n_steps, key)
+    except Exception as err:  # e.g. the adaptive ODE solver ran out of steps (a too stiff flow)
+        if "max_steps" not in str(err) and "maximum number of solver steps" not in str(err):
+            raise
+        history["stopped"] = [state.step]
+        history["stop_reason"] = ["ODE solver reached max_steps: the learned flow became too stiff"]
+    if state.events:
+        history["nonfinite_steps"] = [e["step"] for e in state.events]
+    return TrainResult(state.params, history, time.perf_counter() - t0, objective_name)
+
+
+class _Objective:
+    """An objective ``(params, key) -> (loss, aux dict)`` in the form of :mod:`qrg.optim.loop`."""
+
+    def __init__(self, loss_fn):
+        self.loss_fn = loss_fn
+
+    def __call__(self, params, key, inputs):
+        return self.loss_fn(params, key)
+
+    def aux_names(self, params, key) -> list[str]:
+        return list(jax.eval_shape(self.loss_fn, params, key)[1])
+
+    def metrics(self, loss, aux) -> dict:
+        return {"loss": float(loss), **{name: float(v) for name, v in aux.items()}}
 
 
 # ---------------------------------------------------------------------------- sampling

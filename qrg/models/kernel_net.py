@@ -30,7 +30,6 @@ default model it is the correction on top of a :class:`GaussianBridge`, whose C_
 
 from __future__ import annotations
 
-import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 

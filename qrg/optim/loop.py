@@ -112,6 +112,7 @@ class Loop:
     callback: Callable[[dict], None] | None = None
     progress: Any = None  # an object with update(n) and set_postfix_str(s), e.g. a tqdm bar
     poison_steps: frozenset = frozenset()
+    stop: Callable[[LoopState], bool] | None = None  # e.g. a wall-time budget: stop when it returns True
 
     def step_key(self, state: LoopState, key):
         if self.key_schedule == "split":
@@ -152,7 +153,7 @@ def _reject(loop: Loop, state: LoopState) -> None:
 def run(loop: Loop, state: LoopState, n_steps: int, key) -> LoopState:
     """Advance ``state`` until ``state.step == n_steps`` (or the run stops); returns the state."""
     try:
-        while state.step < n_steps and state.status == "running":
+        while state.step < n_steps and state.status == "running" and not (loop.stop and loop.stop(state)):
             t0 = time.perf_counter()
             inputs = None if loop.accumulator is None else loop.accumulator.inputs()
             *new, loss, aux, gnorm, finite = train_step(
