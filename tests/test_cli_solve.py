@@ -33,7 +33,7 @@ def test_cli_tiny_run_writes_result_history_plot(tmp_path, capsys):
     assert [int(r["step"]) for r in rows] == [0, 1, 2, 3]
     assert {"energy", "energy_err", "grad_norm", "lr", "time"} <= set(rows[0])
     assert (out / "energy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (out / "checkpoint.pkl").is_file()
+    assert (out / "checkpoint.npz").is_file()
 
 
 def test_cli_config_file_and_flag_override(tmp_path, capsys):

@@ -101,7 +101,7 @@ def test_projection_returns_the_eft_couplings_exactly(key):
     lat = qrg.Lattice(1, 6)
     model = qrg.make_model("eft", lat, qrg.CarossoM(lat, 1.0), out_scale=1.0)
     params = model.init(key, np.zeros(lat.shape), 0.5)
-    phi = jax.random.normal(key, (400,) + lat.shape)
+    phi = jax.random.normal(key, (64,) + lat.shape)
     t = 0.4
     score = jax.vmap(lambda x: model.apply(params, x, t, method="score"))(phi)
     got = running_couplings(lat, phi, score)
