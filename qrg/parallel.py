@@ -22,11 +22,23 @@ from ._validation import QRGInputError
 BATCH_AXIS = "batch"
 
 
+_DISTRIBUTED = {"initialized": False}
+
+
 def initialize_distributed(**kwargs) -> None:
-    """Start multi-process JAX (idempotent). kwargs go to ``jax.distributed.initialize``."""
-    if jax.process_count() > 1:
+    """Start multi-process JAX (idempotent; call before any other JAX call, as
+    ``jax.distributed.initialize`` requires). kwargs go to ``jax.distributed.initialize``; with none,
+    it reads the cluster environment (e.g. SLURM)."""
+    if _DISTRIBUTED["initialized"]:
         return
     jax.distributed.initialize(**kwargs)
+    _DISTRIBUTED["initialized"] = True
+
+
+def device_summary() -> dict:
+    """``{"n_devices", "n_processes", "platform"}`` of the running JAX backend."""
+    return {"n_devices": jax.device_count(), "n_processes": jax.process_count(),
+            "platform": jax.devices()[0].platform}
 
 
 def batch_mesh(devices=None) -> Mesh:

@@ -60,7 +60,9 @@ class ProbabilityFlow:
     max_steps : step budget of adaptive solves
     integrator : "plain" (solve for φ directly) or "exponential" (integrating factor: the linear
         Gaussian part of the velocity is transported in closed form and only the residual is
-        integrated; use it for fine lattices, see the module docstring)
+        integrated; use it for fine lattices, see :mod:`qrg.flow.integrators`)
+    mesh : a 1-d ``jax.sharding.Mesh`` (:func:`qrg.parallel.batch_mesh`): the batch of every solve is
+        sharded over its devices, parameters replicated; None (default) or one device: no sharding
 
     All public methods take a batch of fields with a leading axis (vmapped inside) and are
     differentiable in ``params`` (reparameterisation: φ_T = C_T^{1/2} ε). Instances are hashable
@@ -81,6 +83,7 @@ class ProbabilityFlow:
         log_prob_adjoint: str = "direct",
         max_steps: int = 4096,
         integrator: str = "plain",
+        mesh=None,
     ):
         scheme = model.scheme if scheme is None else scheme
         if scheme != model.scheme:
@@ -104,11 +107,12 @@ class ProbabilityFlow:
         self.max_steps = check_int("max_steps", max_steps, minimum=1)
         self.integrator = INTEGRATORS.check("integrator", integrator)
         self._frame = INTEGRATORS.get(self.integrator)
+        self.mesh = None if mesh is None or mesh.devices.size == 1 else mesh
 
     # ------------------------------------------------------------------ identity
     def _config(self):
         return (self.model, self.scheme, self.T, self.solver, self.n_steps, self.rtol, self.atol,
-                self.adjoint, self.log_prob_adjoint, self.max_steps, self.integrator)
+                self.adjoint, self.log_prob_adjoint, self.max_steps, self.integrator, self.mesh)
 
     def __hash__(self):
         return hash(self._config())
@@ -125,7 +129,7 @@ class ProbabilityFlow:
         """The same flow (model, scheme, T, solver settings) with ``changes`` to its constructor arguments."""
         kw = dict(T=self.T, solver=self.solver, n_steps=self.n_steps, rtol=self.rtol, atol=self.atol,
                   adjoint=self.adjoint, log_prob_adjoint=self.log_prob_adjoint, max_steps=self.max_steps,
-                  integrator=self.integrator)
+                  integrator=self.integrator, mesh=self.mesh)
         kw.update(changes)
         return ProbabilityFlow(self.model, self.scheme, **kw)
 
@@ -154,6 +158,19 @@ class ProbabilityFlow:
         rate = self.scheme.diffusion_rate(t)
         s, tr_bs = self.model.apply(params, phi, t, rate, method="score_and_divergence")
         return drift - 0.5 * self.lattice.apply_diagonal(s, rate), -trace_a - 0.5 * tr_bs
+
+    def _shard(self, tree):
+        """Constrain the leading (batch) axis of every leaf to the device mesh (no-op without a mesh or
+        when the batch does not divide evenly)."""
+        if self.mesh is None:
+            return tree
+        from ..parallel import constrain_batch
+
+        n = self.mesh.devices.size
+        leaves = jax.tree_util.tree_leaves(tree)
+        if not leaves or any(jnp.ndim(x) == 0 or jnp.shape(x)[0] % n for x in leaves):
+            return tree
+        return constrain_batch(tree, self.mesh)
 
     def _vf(self, params, x, t):
         """Velocity and divergence in the integrator's coordinates (φ, or ψ for "exponential")."""
@@ -190,7 +207,9 @@ class ProbabilityFlow:
         Explicit solvers integrate the whole batch as one state (common steps, error norm over the
         batch). Implicit solvers need Newton solves with the dense Jacobian of the state, so there the
         solve is vmapped over the batch: one Jacobian of size (2N^d + 1)² per configuration.
+        With a device ``mesh`` the batch axis of the state is sharded over it (parameters replicated).
         """
+        y0 = self._shard(y0)
         if SOLVERS.get(self.solver).implicit:
 
             def single_field(t, y, args):

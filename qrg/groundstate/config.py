@@ -63,6 +63,8 @@ class SolveConfig:
     2·eval_n_steps; 0 = off); ``consistency_batch`` samples per set and time of the RG-consistency
     diagnostic (:func:`qrg.groundstate.consistency.rg_consistency`; 0 = off).
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
+    Devices: the Monte Carlo batch is sharded over ``devices`` devices (0 = all of ``jax.devices()``;
+    1 = no sharding); ``batch`` must be a multiple of their number.
     """
 
     # problem
@@ -105,8 +107,9 @@ class SolveConfig:
     n_probes: int = 4
     systematic_batch: int = 4096
     consistency_batch: int = 4096
-    # checkpoints
+    # checkpoints and devices
     checkpoint_every: int = 100
+    devices: int = 0
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -117,7 +120,7 @@ class SolveConfig:
             if getattr(self, name) < 1:
                 raise QRGInputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
         for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
-                     "consistency_batch"):
+                     "consistency_batch", "devices"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):

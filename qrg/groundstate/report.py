@@ -46,6 +46,8 @@ def result_json(result) -> dict:
         "train_time_s": result.train_time_s,
         "time_per_step_s": result.train_time_s / max(1, len(result.history)) if result.history else None,
         "n_params": result.n_params,
+        "n_devices": result.n_devices,
+        "n_processes": result.n_processes,
         "nan_recoveries": len(result.events),
         "events": result.events,
         "config": result.config.to_dict(),

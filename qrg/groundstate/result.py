@@ -73,6 +73,8 @@ class SolveResult(GroundState):
     reference: float | None
     discretisation: DiscretisationCheck | None = None  # step-doubling check of the evaluation solve
     consistency: ConsistencyReport | None = None  # is p_θ,t the exact RG flow of p_θ,0?
+    n_devices: int = 1  # devices the Monte Carlo batch was sharded over
+    n_processes: int = 1
 
     # ---------------------------------------------------------------- estimates
     @property

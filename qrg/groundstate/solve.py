@@ -85,6 +85,22 @@ class _Run:
         return state
 
 
+def _device_mesh(cfg):
+    """The 1-d device mesh the batch is sharded over (None for one device)."""
+    from ..parallel import batch_mesh
+
+    available = jax.devices()
+    n = len(available) if cfg.devices == 0 else cfg.devices
+    if n > len(available):
+        raise QRGInputError(f"devices = {cfg.devices} but only {len(available)} JAX devices are available")
+    if n <= 1:
+        return None
+    if cfg.batch % n:
+        raise QRGInputError(f"batch ({cfg.batch}) must be a multiple of the number of devices ({n}) it is sharded "
+                            "over; change batch or set devices")
+    return batch_mesh(available[:n])
+
+
 def _progress(cfg, start: int):
     from tqdm.auto import tqdm
 
@@ -134,7 +150,8 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     theory = cfg.theory()
     if resume and out is None:
         raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
-    flow = build_flow(theory, cfg, model)
+    mesh = _device_mesh(cfg)
+    flow = build_flow(theory, cfg, model).replace(mesh=mesh)
     tx, schedule = make_optimizer(cfg.optimizer, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps, cfg.grad_clip)
     root = jax.random.PRNGKey(cfg.seed)
     key_init, key_train, key_eval = jax.random.split(root, 3)
@@ -153,7 +170,8 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         theory=theory, flow=flow, params=state.params, stats=stats, history=state.history, events=state.events,
         config=cfg, n_params=count_params(state.params), wall_time_s=0.0, train_time_s=state.train_time,
         steps_done=state.step, status=state.status,
-        reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check)
+        reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check,
+        n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count())
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
                                                                                             cfg.eval_batch))
