@@ -63,3 +63,30 @@ def theory_from_args(args, *, fallback: dict | None = None):
             raise QRGInputError(f"--{key} is required")
         vals[key] = v
     return Phi4.from_params(**vals)
+
+
+def check_out_dir(path, flag: str = "--out"):
+    """A writable output directory (created if missing), checked before any work."""
+    import pathlib
+
+    out = pathlib.Path(path)
+    if out.exists() and not out.is_dir():
+        raise QRGInputError(f"{flag} {str(out)!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".qrg-write-test").write_bytes(b"")
+        (out / ".qrg-write-test").unlink()
+    except OSError as err:
+        raise QRGInputError(f"{flag} {str(out)!r} is not writable ({err.strerror})") from None
+    return out
+
+
+def check_out_file(path, flag: str = "--out"):
+    """A writable output file path (its directory created if missing), checked before any work."""
+    import pathlib
+
+    out = pathlib.Path(path)
+    if out.is_dir():
+        raise QRGInputError(f"{flag} {str(out)!r} is a directory; give a file name")
+    check_out_dir(out.parent if str(out.parent) else ".", flag)
+    return out

@@ -8,10 +8,9 @@ the chosen method does not take is an error, and flags left unset keep the metho
 from __future__ import annotations
 
 import json
-import pathlib
 
 from .._validation import QRGInputError
-from . import add_theory_args, theory_from_args
+from . import add_theory_args, check_out_file, theory_from_args
 
 # baseline option -> the flags that set it (for error messages)
 _FLAGS = {"local_dims": "--local-dim/--local-dims", "chis": "--chi/--chis", "basis": "--basis",
@@ -64,6 +63,7 @@ def run(args) -> int:
     from ..baselines import get_baseline
 
     theory = theory_from_args(args)
+    path = check_out_file(args.out) if args.out else None
     baseline = get_baseline(args.method, "--method")
     options = _options(args)
     unknown = [_FLAGS[k] for k in options if k not in baseline.option_names()]
@@ -72,8 +72,6 @@ def run(args) -> int:
     result = baseline.run(theory, **options).to_json()
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        path = pathlib.Path(args.out)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path is not None:
         path.write_text(text + "\n")
     return 0

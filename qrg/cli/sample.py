@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import pathlib
 import time
 
 import jax
 import numpy as np
 
 from .._validation import QRGInputError, check_int
-from . import add_theory_args, theory_from_args
+from . import add_theory_args, check_out_dir, theory_from_args
 
 #: sampler keyword -> attribute of the parsed flags; passed only to samplers that accept it
 _SAMPLER_OPTIONS = {"n_warmup": "n_warmup", "num_integration_steps": "n_leapfrog", "train_steps": "train_steps"}
@@ -66,6 +65,8 @@ def run(args) -> int:
     check_int("--n-samples", args.n_samples, minimum=2)
     check_int("--chains", args.chains, minimum=1)
     check_int("--n-warmup", args.n_warmup, minimum=1)
+    check_int("--seed", args.seed, minimum=0)
+    out = check_out_dir(args.out)
     if theory.lattice.N < 2:
         raise QRGInputError("--N must be >= 2 for the momentum-space estimators")
     from ..observables import measure, to_json, two_point
@@ -93,8 +94,6 @@ def run(args) -> int:
     }
     if theory.is_free:
         result["G2_exact"] = (lat.volume_element / lat.n_sites * theory.free_propagator()).tolist()
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     np.savez_compressed(out / "samples.npz", samples=samples)
     summary = {k: result[k] for k in ("method", "wall_time_s", "acceptance", "ess_per_sample")}

@@ -47,6 +47,11 @@ _FLAGS = {
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
     "systematic_batch": dict(type=int, help="paired samples of the ODE step-doubling error estimate "
                              "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
+    "estimator": dict(choices=("cv", "ibp", "local", "auto"),
+                      help="reported estimator, fixed in advance (default cv); auto = smallest error bar"),
+    "devices": dict(type=int, help="devices the batch is sharded over (0 = all; default 0)"),
+    "consistency": dict(choices=("dsm", "nll"), help="form of the RG-consistency term"),
+    "consistency_batch": dict(type=int, help="samples per set of the RG-consistency diagnostic (0 = off)"),
     "laplacian": dict(choices=LAPLACIANS.names(), help="Δ log p for E_loc: exact / hutchinson / auto / none"),
     "checkpoint_every": dict(type=int, help="checkpoint every K steps (0 = at the end only)"),
 }
@@ -61,6 +66,7 @@ def add_parser(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
     p.add_argument("--out", default=None, help="output directory (result.json, history.csv, energy.png, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    p.add_argument("--force", action="store_true", help="replace a run that --out already holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
     p.set_defaults(run=run)
@@ -85,13 +91,24 @@ def run(args) -> int:
     th = cfg.theory()
     print(f"qrg solve: d={th.d} N={th.N} a={th.a:g} m2={th.m2:g} lam={th.lam:g}, model={cfg.model}, "
           f"scheme={cfg.scheme}, steps={cfg.steps}, batch={cfg.batch}", file=sys.stderr)
-    result = solve(config=cfg, out=out, resume=args.resume, progress=not args.no_progress)
+    from ..optim.loop import RunInterrupted
+
+    try:
+        result = solve(config=cfg, out=out, resume=args.resume, force=args.force, progress=not args.no_progress)
+    except RunInterrupted as stop:
+        where = f"; checkpoint saved in {out}, continue with --resume" if out is not None else ""
+        print(f"qrg solve: interrupted after {stop.state.step} steps{where}", file=sys.stderr)
+        return 130
     print(result)
     if result.events:
-        print(f"qrg solve: {len(result.events)} non-finite step(s) skipped (learning rate lowered); "
-              f"status: {result.status}", file=sys.stderr)
+        print(f"qrg solve: {len(result.events)} step(s) rolled back (non-finite or runaway loss; learning rate "
+              f"lowered); status: {result.status}", file=sys.stderr)
     if out is not None:
         print(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
     else:
         print(json.dumps({k: result.to_json()[k] for k in ("energy", "energy_err", "variance", "reference")}))
+    if result.status != "completed":
+        print(f"qrg solve: the optimisation {result.status} (every step of the last {len(result.events)} failed): "
+              "the numbers above are those of the last good state; lower --lr", file=sys.stderr)
+        return 3
     return 0

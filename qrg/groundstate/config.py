@@ -56,7 +56,8 @@ class SolveConfig:
     :func:`qrg.groundstate.estimators.stein_features` from the training energies (unbiased, ~10³× smaller gradient
     variance), with coefficients fitted on an exponential moving average (decay ``cv_decay``) of
     the previous steps' batches; "none" trains on the plain integrated-by-parts energies.
-    Evaluation: ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
+    Evaluation: the reported ``estimator`` ("cv", "ibp", "local", fixed in advance; or "auto": the
+    smallest error bar on the evaluation samples) on ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
     more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes;
     ``systematic_batch`` paired samples of the step-doubling estimate of the ODE discretisation
     error (:func:`qrg.groundstate.evaluation.discretisation_check`: eval_n_steps against
@@ -100,6 +101,7 @@ class SolveConfig:
     control_variates: str = "stein"
     cv_decay: float = 0.9
     # evaluation
+    estimator: str = "cv"
     eval_batch: int = 4096
     eval_n_steps: int = 32
     local_batch: int = 1024
@@ -119,6 +121,8 @@ class SolveConfig:
         for name in _positive_int:
             if getattr(self, name) < 1:
                 raise QRGInputError(f"{name} must be an integer >= 1 (got {getattr(self, name)})")
+        if self.seed >= 2**63:
+            raise QRGInputError(f"seed must be an integer in [0, 2**63) (got {self.seed})")
         for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
                      "consistency_batch", "devices"):
             if getattr(self, name) < 0:
@@ -147,7 +151,8 @@ class SolveConfig:
                                ("integrator", INTEGRATORS), ("optimizer", OPTIMIZERS), ("laplacian", LAPLACIANS),
                                ("consistency", CONSISTENCY)):
             registry.check(name, getattr(self, name))
-        for name, allowed in (("init", INITS), ("control_variates", CONTROL_VARIATES)):
+        for name, allowed in (("init", INITS), ("control_variates", CONTROL_VARIATES),
+                              ("estimator", ("cv", "ibp", "local", "auto"))):
             if getattr(self, name) not in allowed:
                 raise QRGInputError(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
         if not ADJOINTS.get(self.adjoint).reverse_mode:
@@ -173,9 +178,11 @@ class SolveConfig:
     def from_toml(cls, path) -> "SolveConfig":
         path = pathlib.Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise QRGInputError(f"cannot read config file {str(path)!r}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise QRGInputError(f"config file {str(path)!r} is not UTF-8 text") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:

@@ -22,6 +22,9 @@ def result_json(result) -> dict:
         "energy_per_site": e.mean / result.theory.lattice.n_sites,
         "energy_per_site_err": e.err / result.theory.lattice.n_sites,
         "estimator": result.estimator,
+        "estimator_rule": ("smallest error bar on the evaluation samples (chosen after the fact)"
+                           if result.config.estimator == "auto" else f"fixed in advance: {result.config.estimator}"),
+        "schedule_steps": result.schedule_steps,
         "energy_sys": result.systematic,
         "energy_total_err": result.total_error,
         "discretisation": None if result.discretisation is None else result.discretisation.to_json(),

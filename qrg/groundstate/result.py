@@ -75,13 +75,19 @@ class SolveResult(GroundState):
     consistency: ConsistencyReport | None = None  # is p_θ,t the exact RG flow of p_θ,0?
     n_devices: int = 1  # devices the Monte Carlo batch was sharded over
     n_processes: int = 1
+    schedule_steps: int | None = None  # steps of the learning-rate schedule (the original run's on resume)
 
     # ---------------------------------------------------------------- estimates
     @property
     def estimator(self) -> str:
-        """The estimator with the smallest error bar: "ibp", "cv" (Stein control variates) or "local"."""
-        est = self.stats.estimates
-        return min(est, key=lambda k: est[k].err)
+        """The reported estimator, fixed in advance by ``config.estimator`` ("cv" by default: Stein control
+        variates; "ibp" if too few samples made it unavailable); ``"auto"`` takes the one with the
+        smallest error bar on the evaluation samples, a choice made after the fact (disclosed in
+        result.json as ``estimator_rule``)."""
+        est, wanted = self.stats.estimates, self.config.estimator
+        if wanted == "auto":
+            return min(est, key=lambda k: est[k].err)
+        return wanted if wanted in est else "ibp"
 
     @property
     def energy(self) -> Stats:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .._validation import QRGInputError
 from ..optim import checkpoint as ckpt
-from ..optim.loop import Loop, LoopState, run
+from ..optim.loop import DivergenceGuard, Loop, LoopState, run
 from ..optim.optimizers import make_optimizer
 from .ansatz import build_flow
 from .config import SolveConfig
@@ -31,6 +31,30 @@ from .result import GroundState, SolveResult
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
                "adjoint", "integrator", "batch", "seed", "optimizer", "lr", "lr_final", "warmup", "grad_clip",
                "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
+
+
+def check_memory(cfg, available: int | None = None) -> None:
+    """Refuse, naming the parameter, a run whose arrays cannot fit in memory.
+
+    Estimate (bytes, float64): the training solve keeps the augmented state (3 fields) at every
+    stage of every step for the reverse pass, 8 · sites · batch · 3 · 4 · n_steps, and the evaluation
+    draws chunks of 512 and keeps the eval_batch fields with their scores, 8 · sites · (2 eval_batch
+    + 512 · 12 · eval_n_steps); the estimate must stay below 80 % of the physical memory.
+    """
+    import os
+
+    if available is None:
+        available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    sites = cfg.N**cfg.d
+    steps = max(cfg.n_steps, 1)
+    train = 8 * sites * cfg.batch * 12 * steps
+    evaluation = 8 * sites * (2 * cfg.eval_batch + 512 * 12 * max(cfg.eval_n_steps, steps))
+    limit = 0.8 * available
+    for name, need in (("batch", train), ("eval_batch", evaluation)):
+        if need > limit:
+            raise QRGInputError(f"a d={cfg.d}, N={cfg.N} lattice ({sites} sites) with {name} = {getattr(cfg, name)} "
+                                f"needs about {need / 2**30:.3g} GiB, more than this machine's "
+                                f"{available / 2**30:.3g} GiB allow: reduce {name}, N or n_steps")
 
 
 def count_params(params) -> int:
@@ -50,8 +74,9 @@ def _make_config(theory, config, options) -> SolveConfig:
 class _Run:
     """The pieces of one solve that the checkpoint functions need."""
 
-    def __init__(self, cfg, flow, tx, root, key_init, cv_fit):
+    def __init__(self, cfg, flow, tx, root, key_init, cv_fit, schedule_steps=None):
         self.cfg, self.flow, self.tx, self.root, self.key_init, self.cv_fit = cfg, flow, tx, root, key_init, cv_fit
+        self.schedule_steps = cfg.steps if schedule_steps is None else schedule_steps
 
     def templates(self) -> dict:
         params = self.flow.init(self.key_init)
@@ -66,7 +91,8 @@ class _Run:
         trees = {**state.trees(), "key": self.root}
         if self.cv_fit is not None:
             trees["cv_state"] = self.cv_fit.state
-        ckpt.save_checkpoint(out, trees, {**state.scalars(), "config": self.cfg.to_dict()})
+        ckpt.save_checkpoint(out, trees, {**state.scalars(), "config": self.cfg.to_dict(),
+                                          "schedule_steps": self.schedule_steps})
 
     def load(self, out) -> LoopState:
         trees, meta = ckpt.load_checkpoint(out, self.templates())
@@ -101,6 +127,44 @@ def _device_mesh(cfg):
     return batch_mesh(available[:n])
 
 
+def check_out(out, *, resume: bool, force: bool):
+    """Check the output directory before any work: it must be a writable directory (created if
+    missing) and must not hold another run unless ``resume`` (continue it) or ``force`` (replace it)."""
+    import pathlib
+
+    if out is None:
+        return None
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise QRGInputError(f"out {str(out)!r} exists and is not a directory")
+    if resume:
+        if not ckpt.has_checkpoint(out):
+            raise ckpt.CheckpointError(f"no checkpoint to resume from in {str(out)!r}")
+    elif not force and ((out / "result.json").exists() or ckpt.has_checkpoint(out)):
+        raise QRGInputError(f"out {str(out)!r} holds another run (result.json or checkpoint.npz): continue it "
+                            "with resume (--resume) or replace it with force (--force)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".qrg-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise QRGInputError(f"out {str(out)!r} is not writable ({err.strerror})") from None
+    return out
+
+
+def _schedule_steps(cfg, out, resume: bool) -> int:
+    """Steps of the learning-rate schedule: the original run's when resuming (continuing past it runs at the
+    final rate lr·lr_final), so --steps only extends a run; it cannot shorten one."""
+    if not resume:
+        return cfg.steps
+    meta = ckpt.read_meta(out)
+    done, scheduled = int(meta.get("step", 0)), int(meta.get("schedule_steps", meta.get("config", {}).get("steps", 0)))
+    if cfg.steps < done:
+        raise QRGInputError(f"steps ({cfg.steps}) is below the {done} steps the checkpoint in {str(out)!r} already has")
+    return scheduled
+
+
 def _progress(cfg, start: int):
     from tqdm.auto import tqdm
 
@@ -125,7 +189,7 @@ def _evaluate(flow, params, theory, cfg, key_eval):
 
 
 def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=None, resume: bool = False,
-          callback=None, progress: bool = False, inject_nan_at=(), **options) -> SolveResult:
+          force: bool = False, callback=None, progress: bool = False, inject_nan_at=(), **options) -> SolveResult:
     """Find the ground state of ``theory`` (a :class:`~qrg.Phi4`) with a learned RG-bridge flow.
 
     Options are the fields of :class:`~qrg.groundstate.config.SolveConfig` (``model``, ``scheme``,
@@ -135,8 +199,11 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     ``config``; keywords win, and ``theory`` overrides the problem fields. ``model`` may also be a
     ready :class:`~qrg.models.ScoreModel` (its scheme must match the config's).
 
-    ``out``: directory for checkpoints and ``result.json``/``history.csv``/``energy.png``;
-    ``resume=True`` continues from ``out``'s checkpoint (same run, bit for bit).
+    ``out``: directory for checkpoints and ``result.json``/``history.csv``/``energy.png``, checked
+    before any work; a directory holding another run is refused unless ``resume=True`` (continue it
+    from its checkpoint, bit for bit; a larger ``steps`` extends it at the final learning rate) or
+    ``force=True`` (replace it). Ctrl-C saves the last completed step and raises
+    :class:`~qrg.optim.loop.RunInterrupted`.
     ``callback(record)`` is called after every applied step with the history record (a dict).
     ``progress``: show a tqdm progress bar with the current energy ± error.
     ``inject_nan_at``: steps whose loss and gradients are replaced by NaN (tests the recovery path).
@@ -150,28 +217,32 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     theory = cfg.theory()
     if resume and out is None:
         raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
+    out = check_out(out, resume=resume, force=force)
+    check_memory(cfg)
+    schedule_steps = _schedule_steps(cfg, out, resume)
     mesh = _device_mesh(cfg)
     flow = build_flow(theory, cfg, model).replace(mesh=mesh)
-    tx, schedule = make_optimizer(cfg.optimizer, cfg.lr, cfg.lr_final, cfg.warmup, cfg.steps, cfg.grad_clip)
+    tx, schedule = make_optimizer(cfg.optimizer, cfg.lr, cfg.lr_final, cfg.warmup, schedule_steps, cfg.grad_clip)
     root = jax.random.PRNGKey(cfg.seed)
     key_init, key_train, key_eval = jax.random.split(root, 3)
     cv_fit = ControlVariateFit(n_stein_features(theory.lattice), cfg.cv_decay) if cfg.control_variates == "stein" \
         else None
-    run_ = _Run(cfg, flow, tx, root, key_init, cv_fit)
+    run_ = _Run(cfg, flow, tx, root, key_init, cv_fit, schedule_steps)
     state = run_.load(out) if resume else LoopState.create(flow.init(key_init), tx)
     loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency), tx=tx,
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
                 checkpointer=None if out is None else (lambda s: run_.save(out, s)),
                 progress=_progress(cfg, state.step) if progress else None,
-                poison_steps=frozenset(int(s) for s in inject_nan_at))
+                poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard())
     state = run(loop, state, cfg.steps, key_train)
     flow, stats, check = _evaluate(flow, state.params, theory, cfg, key_eval)
     result = SolveResult(
         theory=theory, flow=flow, params=state.params, stats=stats, history=state.history, events=state.events,
         config=cfg, n_params=count_params(state.params), wall_time_s=0.0, train_time_s=state.train_time,
-        steps_done=state.step, status=state.status,
+        steps_done=state.step, status=state.status, schedule_steps=schedule_steps,
         reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check,
         n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count())
+    _check_runaway(result)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
                                                                                             cfg.eval_batch))
@@ -179,6 +250,18 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     if out is not None:
         result.save(out)
     return result
+
+
+def _check_runaway(result: SolveResult, factor: float = DivergenceGuard().factor) -> None:
+    """A final energy beyond start + factor·max(|start|, 1) (the training batches may miss the heavy tail
+    that the larger evaluation finds) marks the run "diverged": its numbers are not a ground state."""
+    if not result.history:
+        return
+    start, e = result.history[0]["energy"], result.energy.mean
+    if not (e < start + factor * max(abs(start), 1.0)):
+        result.status = "diverged"
+        result.events.append({"step": result.steps_done, "event": f"the final evaluation gave a runaway energy "
+                              f"{e:.4g} (first training batch {start:.4g}): the trained state is broken"})
 
 
 def load_run(directory, *, n_steps: int | None = None) -> GroundState:

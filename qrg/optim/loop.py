@@ -16,7 +16,10 @@ current learning-rate factor. The loop (:func:`run`) applies it under one policy
   run stops with status ``"diverged"``, keeping the last good state;
 * the key of step s is ``fold_in(key, s)`` (``key_schedule="fold_in"``: a resumed run is
   bit-identical) or the next split of a carried key (``"split"``);
-* with a ``checkpointer`` the state is saved every ``checkpoint_every`` steps and at the end.
+* with a ``checkpointer`` the state is saved every ``checkpoint_every`` steps and at the end;
+* with a :class:`DivergenceGuard`, a finite runaway loss is rolled back like a non-finite one;
+* Ctrl-C (KeyboardInterrupt) saves the state of the last completed step and raises
+  :class:`RunInterrupted`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,29 @@ import optax
 
 #: consecutive non-finite steps after which a run stops (keeping the last good state)
 MAX_CONSECUTIVE_FAILURES = 20
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run`: the state (and its checkpoint, if any) is that of the last completed step."""
+
+    def __init__(self, state):
+        super().__init__(f"interrupted after {state.step} steps")
+        self.state = state
+
+
+@dataclasses.dataclass(frozen=True)
+class DivergenceGuard:
+    """Treat a finite but runaway loss like a non-finite one: a step is rejected (rolled back, learning
+    rate halved) when its loss exceeds ref + factor·max(|ref|, 1), ref = the loss of the first applied
+    step. A learning rate far too large gives energies of 1e5–1e12 that are finite but meaningless."""
+
+    factor: float = 10.0
+
+    def rejects(self, state, loss: float) -> bool:
+        if not state.history:
+            return False
+        ref = state.history[0]["loss"]
+        return loss > ref + self.factor * max(abs(ref), 1.0)
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "tx"))
@@ -113,6 +139,7 @@ class Loop:
     progress: Any = None  # an object with update(n) and set_postfix_str(s), e.g. a tqdm bar
     poison_steps: frozenset = frozenset()
     stop: Callable[[LoopState], bool] | None = None  # e.g. a wall-time budget: stop when it returns True
+    divergence: DivergenceGuard | None = None
 
     def step_key(self, state: LoopState, key):
         if self.key_schedule == "split":
@@ -139,27 +166,50 @@ def _accept(loop: Loop, state: LoopState, new, loss, aux, gnorm) -> dict:
     return record
 
 
-def _reject(loop: Loop, state: LoopState) -> None:
-    """Roll back a non-finite step: last good state, half the learning rate, record the event."""
+def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or gradient") -> None:
+    """Roll back a failed step: last good state, half the learning rate, record the event."""
     state.params, state.opt_state, state.n_updates = state.good
     state.lr_scale *= 0.5
     state.failures += 1
-    state.events.append({"step": state.step, "event": "non-finite loss or gradient: step skipped, last good "
+    state.events.append({"step": state.step, "event": f"{reason}: step skipped, last good "
                          "state restored, learning rate halved", "lr_scale": state.lr_scale})
     if state.failures >= loop.max_failures:
         state.status = "diverged"
 
 
+def _snapshot(loop: Loop, state: LoopState):
+    fields = tuple(getattr(state, f.name) for f in dataclasses.fields(state))
+    acc = None if loop.accumulator is None else dict(loop.accumulator.state)
+    return fields, len(state.history), len(state.events), acc
+
+
+def _restore(loop: Loop, state: LoopState, snap) -> None:
+    """Undo a step that was interrupted half-way (so a checkpoint holds whole steps only)."""
+    fields, n_hist, n_events, acc = snap
+    for f, value in zip(dataclasses.fields(state), fields):
+        setattr(state, f.name, value)
+    del state.history[n_hist:], state.events[n_events:]
+    if acc is not None:
+        loop.accumulator.state = acc
+
+
 def run(loop: Loop, state: LoopState, n_steps: int, key) -> LoopState:
     """Advance ``state`` until ``state.step == n_steps`` (or the run stops); returns the state."""
+    snap = _snapshot(loop, state)
     try:
         while state.step < n_steps and state.status == "running" and not (loop.stop and loop.stop(state)):
+            snap = _snapshot(loop, state)
             t0 = time.perf_counter()
             inputs = None if loop.accumulator is None else loop.accumulator.inputs()
             *new, loss, aux, gnorm, finite = train_step(
                 state.params, state.opt_state, loop.step_key(state, key), state.lr_scale,
                 state.step in loop.poison_steps, inputs, objective=loop.objective, tx=loop.tx)
-            record = _accept(loop, state, new, loss, aux, gnorm) if bool(finite) else _reject(loop, state)
+            if not bool(finite):
+                record = _reject(loop, state)
+            elif loop.divergence is not None and loop.divergence.rejects(state, float(loss)):
+                record = _reject(loop, state, f"runaway loss {float(loss):.4g}")
+            else:
+                record = _accept(loop, state, new, loss, aux, gnorm)
             state.train_time += time.perf_counter() - t0
             if record is not None:
                 record["time"] = state.train_time
@@ -177,6 +227,11 @@ def run(loop: Loop, state: LoopState, n_steps: int, key) -> LoopState:
                 loop.checkpointer(state)
         if state.status == "running":
             state.status = "completed"
+    except KeyboardInterrupt:
+        _restore(loop, state, snap)  # the state of the last completed step
+        if loop.checkpointer is not None:
+            loop.checkpointer(state)
+        raise RunInterrupted(state) from None
     finally:
         if loop.progress is not None:
             loop.progress.close()

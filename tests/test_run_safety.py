@@ -1,0 +1,143 @@
+"""Runs that are safe to start, stop and resume: checkpoints that cannot run code, refusal to overwrite,
+output checked before work, Ctrl-C, resume semantics, runaway learning rates, impossible sizes."""
+
+import json
+import pickle
+
+import jax
+import numpy as np
+import pytest
+
+import qrg
+from qrg.cli import main
+from qrg.groundstate import SolveConfig, solve
+from qrg.groundstate.solve import check_memory
+from qrg.optim import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from qrg.optim.loop import RunInterrupted
+
+THEORY = qrg.Phi4.chain(4, 1.0, 2.0)
+TINY = dict(model="gaussian", batch=8, n_steps=4, eval_n_steps=4, eval_batch=32, lr=0.02, laplacian="none",
+            systematic_batch=0, consistency_batch=0)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def test_checkpoint_never_unpickles_and_rejects_every_corruption(tmp_path, key):
+    """A pickle planted as the checkpoint is refused; of 200 single-byte flips none loads changed arrays."""
+    params = {"a": jax.random.normal(key, (7, 3)), "b": {"c": np.arange(5.0)}}
+    save_checkpoint(tmp_path, {"params": params}, {"step": 3, "history": [{"energy": 1.5}]})
+    trees, meta = load_checkpoint(tmp_path, {"params": params})
+    assert meta["step"] == 3 and meta["history"] == [{"energy": 1.5}]
+    for x, y in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(trees["params"])):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    raw = (tmp_path / "checkpoint.npz").read_bytes()
+    rng = np.random.default_rng(0)
+    outcomes = {"refused": 0, "identical": 0}
+    for pos in rng.choice(len(raw), 200, replace=False):
+        bad = bytearray(raw)
+        bad[pos] ^= 1 << int(rng.integers(8))
+        (tmp_path / "checkpoint.npz").write_bytes(bytes(bad))
+        try:
+            got, _ = load_checkpoint(tmp_path, {"params": params})
+        except CheckpointError as err:
+            assert "checkpoint.npz" in str(err) and "\n" not in str(err)
+            outcomes["refused"] += 1
+            continue
+        for x, y in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(got["params"])):
+            assert np.array_equal(np.asarray(x), np.asarray(y))  # never silently changed parameters
+        outcomes["identical"] += 1
+    assert outcomes["refused"] >= 150, outcomes  # flips outside the zip's checked bytes may be harmless
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "checkpoint.npz").write_bytes(pickle.dumps({"params": Evil()}))
+    with pytest.raises(CheckpointError, match="unreadable or corrupted"):
+        load_checkpoint(tmp_path, {"params": params})
+    save_checkpoint(tmp_path, {"params": {"a": np.zeros(2)}}, {"step": 0})
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path, {"params": params})
+
+
+# ---------------------------------------------------------------------------- the output directory
+def test_output_directory_is_checked_before_any_work(tmp_path):
+    done = tmp_path / "done"
+    solve(THEORY, steps=2, out=done, checkpoint_every=0, **TINY)
+    with pytest.raises(qrg.QRGInputError, match="holds another run"):
+        solve(THEORY, steps=2, out=done, **TINY)
+    solve(THEORY, steps=2, out=done, force=True, checkpoint_every=0, **TINY)  # explicit replacement
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(qrg.QRGInputError, match="not a directory"):
+        solve(THEORY, steps=2, out=a_file, **TINY)
+    with pytest.raises(qrg.QRGInputError, match="no checkpoint"):
+        solve(THEORY, steps=2, out=tmp_path / "empty", resume=True, **TINY)
+    assert main(["solve", "--N", "4", "--lam", "0", "--steps", "2", "--out", str(a_file), "--no-progress"]) == 2
+    assert main(["reference", "--method", "exact", "--N", "4", "--m2", "1", "--lam", "0", "--out", str(tmp_path)]) == 2
+    assert main(["sample", "--N", "4", "--m2", "1", "--lam", "0", "--out", str(a_file)]) == 2
+    assert main(["sample", "--N", "4", "--m2", "1", "--lam", "0", "--seed", "-5", "--out", str(tmp_path / "s")]) == 2
+
+
+# ---------------------------------------------------------------------------- stopping and resuming
+def test_ctrl_c_saves_the_last_completed_step_and_resume_is_bit_identical(tmp_path):
+    straight = solve(THEORY, steps=6, out=tmp_path / "a", checkpoint_every=0, **TINY)
+
+    def ctrl_c(record):
+        if record["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(RunInterrupted) as stop:
+        solve(THEORY, steps=6, out=tmp_path / "b", checkpoint_every=0, callback=ctrl_c, **TINY)
+    assert stop.value.state.step == 2 and read_meta(tmp_path / "b")["step"] == 2  # step 2 was not completed
+    resumed = solve(THEORY, steps=6, out=tmp_path / "b", resume=True, **TINY)
+    for x, y in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+    assert [r["energy"] for r in straight.history] == [r["energy"] for r in resumed.history]
+
+
+def test_resume_with_more_steps_continues_the_schedule_and_fewer_steps_are_refused(tmp_path):
+    first = solve(THEORY, steps=6, out=tmp_path, checkpoint_every=0, **TINY)
+    lr_end = first.history[-1]["lr"]
+    more = solve(THEORY, steps=9, out=tmp_path, resume=True, **TINY)
+    lrs = [r["lr"] for r in more.history]
+    assert lrs[:6] == [r["lr"] for r in first.history]
+    # past the original 6-step schedule the run continues at its final rate, lr · lr_final: no jump
+    assert all(lr == pytest.approx(0.02 * SolveConfig().lr_final) for lr in lrs[6:]) and lr_end <= lrs[5]
+    assert json.loads((tmp_path / "result.json").read_text())["schedule_steps"] == 6
+    with pytest.raises(qrg.QRGInputError, match="below the 9 steps"):
+        solve(THEORY, steps=4, out=tmp_path, resume=True, **TINY)
+
+
+def test_runaway_learning_rate_is_rolled_back_and_reported(tmp_path):
+    """lr = 1000 (the issue's example gave E = 1e12 with status "completed"): runaway steps are rolled back
+    like NaN steps, no runaway energy is accepted, and a run that stops this way exits non-zero."""
+    out = tmp_path / "lr1000"
+    code = main(["solve", "--N", "4", "--m2", "1", "--lam", "2", "--steps", "30", "--lr", "1000", "--batch", "8",
+                 "--n-steps", "4", "--eval-n-steps", "4", "--eval-batch", "64", "--laplacian", "none",
+                 "--systematic-batch", "0", "--consistency-batch", "0", "--no-progress", "--out", str(out)])
+    data = json.loads((out / "result.json").read_text())
+    assert data["nan_recoveries"] > 0
+    assert any("runaway" in e["event"] or "non-finite" in e["event"] for e in data["events"])
+    history = [float(r) for r in (out / "history.csv").read_text().split("\n")[1:] if r for r in [r.split(",")[1]]]
+    start = history[0]
+    assert all(e < start + 10 * max(abs(start), 1.0) + 1e-9 for e in history)
+    assert (code == 3) == (data["status"] != "completed") and code in (0, 3)
+    if not data["energy"] < start + 10 * max(abs(start), 1.0):  # a garbage result is never "completed"
+        assert data["status"] == "diverged" and code == 3
+
+
+# ---------------------------------------------------------------------------- input that cannot work
+def test_impossible_sizes_and_bad_values_are_refused_by_name(tmp_path):
+    with pytest.raises(qrg.QRGInputError, match="batch"):
+        check_memory(SolveConfig(batch=10**11))
+    with pytest.raises(qrg.QRGInputError, match="eval_batch|batch"):
+        check_memory(SolveConfig(d=3, N=1000))
+    check_memory(SolveConfig())  # the default fits easily
+    with pytest.raises(qrg.QRGInputError, match="seed"):
+        SolveConfig(seed=10**25)
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"N = 16\n\xff\xfe = 3\n")
+    with pytest.raises(qrg.QRGInputError, match="UTF-8"):
+        SolveConfig.from_toml(bad)
+    assert main(["solve", "--batch", "100000000000", "--no-progress"]) == 2
+    assert main(["solve", "--d", "3", "--N", "1000", "--no-progress"]) == 2
