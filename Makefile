@@ -24,7 +24,7 @@ test-slow: install
 
 ## install (if needed) and solve the default problem (1D chain N=16, m2=1, lam=6)
 run: install
-	$(VENV)/bin/qrg solve --out runs/default
+	$(VENV)/bin/qrg solve --out runs/default --force
 
 clean:
 	rm -rf $(VENV) runs bench .pytest_cache

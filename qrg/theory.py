@@ -99,7 +99,7 @@ class Phi4:
         return lat.volume_element * (lat.gradient_energy(phi) + lat.sum_sites(self.site_potential(phi)))
 
     def potential_grad(self, phi):
-        """∂V/∂φ(n) = a^d [ −Δφ + m² φ + (λ/6) φ³ ](n)."""
+        """∂V/∂φ(n) = a^d (−Δφ + m² φ + (λ/6) φ³)(n)."""
         self.lattice.check_field(phi)
         lat = self.lattice
         return lat.volume_element * (-lat.laplacian(phi) + self.m2 * phi + (self.lam / 6.0) * phi**3)
