@@ -63,7 +63,8 @@ import numpy as np
 import qrg
 from qrg._validation import QRGInputError
 from qrg.flow import ProbabilityFlow
-from qrg.euclidean.learning import default_optimizer, ess_fraction, make_flow
+from qrg.euclidean.learning import ess_fraction, make_flow
+from qrg.optim.optimizers import paper_adam
 from qrg.euclidean.samplers.imh import ess_per_sample, independence_metropolis
 from qrg.euclidean.samplers.nuts import sample_nuts
 from qrg.observables import measure
@@ -225,7 +226,7 @@ def train_for(flow, params, key, theory, args, log, check_flow):
     """Adam (qrg's default: b1 0.8, b2 0.9, lr decaying 0.1× per 8000 steps) on the reverse KL for
     ``args.train_minutes`` of training wall time, with periodic ESS evaluations (the shared training
     loop of qrg.optim: a non-finite step is rolled back with the learning rate halved)."""
-    opt = default_optimizer(learning_rate=args.lr)
+    opt = paper_adam(learning_rate=args.lr)
     state = LoopState.create(params, opt)
     ckpt = pathlib.Path(args.out).with_suffix(".params")
     evals, next_eval = [], [0.0]

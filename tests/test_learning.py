@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from qrg._validation import QRGInputError
-from qrg.euclidean.learning import (default_optimizer, make_flow, reverse_kl_loss, reverse_sde_sample, score_matching_loss, train)
+from qrg.optim.optimizers import paper_adam
+from qrg.euclidean.learning import (make_flow, reverse_kl_loss, reverse_sde_sample, score_matching_loss, train)
 from qrg.observables import measure
 from qrg.euclidean.samplers.imh import ess_per_sample, flow_imh, independence_metropolis
 from qrg.theory import Phi4
@@ -71,7 +72,7 @@ def test_training_moves_gaussian_bridge_to_truth(objective):
     params = flow.init(jax.random.PRNGKey(0))
     data = theory.free_euclidean().sample(jax.random.PRNGKey(1), (1024,))
     res = train(flow, params, jax.random.PRNGKey(2), objective=objective, n_steps=200, theory=theory, data=data,
-                batch_size=32, log_every=10, optimizer=default_optimizer(0.05, 100, 0.1))
+                batch_size=32, log_every=10, optimizer=paper_adam(0.05, 100, 0.1))
     c0 = np.exp(np.asarray(res.params["params"]["log_variance0"]))
     shells = [c_true.ravel()[j] for j in range(4)]  # shells p̂² of j = 0..3 on a 6-chain
     err0 = np.abs(np.log(np.array([c_bad.ravel()[j] for j in range(4)]) / shells))

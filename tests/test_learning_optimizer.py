@@ -1,4 +1,4 @@
-"""net_scaled_optimizer: per-group learning rates (the kernel network's scaled by net_scale)."""
+"""net_scaled_adam: per-group learning rates (the kernel network's scaled by net_scale)."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from qrg._validation import QRGInputError
-from qrg.euclidean.learning import default_optimizer, make_flow, net_scaled_optimizer
+from qrg.euclidean.learning import make_flow
+from qrg.optim.optimizers import net_scaled_adam, paper_adam
 from qrg.theory import Phi4
 
 
@@ -22,7 +23,7 @@ def test_first_adam_step_sizes_per_group():
     params = _params()
     grads = jax.tree_util.tree_map(lambda x: jnp.full_like(x, 0.37), params)
     lr, scale = 5e-3, 0.01
-    opt = net_scaled_optimizer(params, lr, 8000, 0.1, net_scale=scale)
+    opt = net_scaled_adam(params, lr, 8000, 0.1, net_scale=scale)
     updates, _ = opt.update(grads, opt.init(params), params)
     bridge = np.asarray(updates["params"]["members_0"]["log_variance0"])
     np.testing.assert_allclose(bridge, -lr, rtol=1e-6)
@@ -35,10 +36,10 @@ def test_first_adam_step_sizes_per_group():
 def test_net_scale_one_is_the_paper_optimizer():
     params = _params()
     grads = jax.tree_util.tree_map(lambda x: jnp.linspace(-1.0, 2.0, x.size).reshape(x.shape), params)
-    a, _ = net_scaled_optimizer(params, 5e-3).update(grads, net_scaled_optimizer(params, 5e-3).init(params), params)
-    b, _ = default_optimizer(5e-3).update(grads, default_optimizer(5e-3).init(params), params)
+    a, _ = net_scaled_adam(params, 5e-3).update(grads, net_scaled_adam(params, 5e-3).init(params), params)
+    b, _ = paper_adam(5e-3).update(grads, paper_adam(5e-3).init(params), params)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
-    assert isinstance(net_scaled_optimizer(params, 5e-3, net_scale=0.5), optax.GradientTransformation)
+    assert isinstance(net_scaled_adam(params, 5e-3, net_scale=0.5), optax.GradientTransformation)
     with pytest.raises(QRGInputError, match="net_scale"):
-        net_scaled_optimizer(params, 5e-3, net_scale=0.0)
+        net_scaled_adam(params, 5e-3, net_scale=0.0)

@@ -13,8 +13,8 @@ the ground-state side measures with the same estimators.
 
 from .experiment import ExperimentConfig, run as run_experiment
 from .kernel_flow import OBSERVABLES_ALONG_FLOW, flow_observables, flow_path, gaussian_flow_g2
-from .learning import (OBJECTIVES, TrainResult, default_net_scale, default_optimizer, euclidean_variance0,
-                       learned_flow_samples, make_flow, net_scaled_optimizer, reverse_kl_loss, reverse_sde_sample,
+from .learning import (OBJECTIVES, TrainResult, default_net_scale, euclidean_variance0,
+                       learned_flow_samples, make_flow, reverse_kl_loss, reverse_sde_sample,
                        rg_matching_loss, score_matching_loss, train)
 from .samplers import (SAMPLERS, IMHResult, MCMCResult, QuarticToyModel, complex_langevin, exact_moments,
                        flow_imh, independence_metropolis, sample_langevin, sample_mala, sample_nuts, sample_ula)
@@ -23,7 +23,7 @@ __all__ = [
     "SAMPLERS", "MCMCResult", "IMHResult", "sample_nuts", "sample_langevin", "sample_mala", "sample_ula",
     "flow_imh", "independence_metropolis", "QuarticToyModel", "complex_langevin", "exact_moments",
     "flow_path", "flow_observables", "gaussian_flow_g2", "OBSERVABLES_ALONG_FLOW",
-    "OBJECTIVES", "TrainResult", "make_flow", "train", "default_optimizer", "net_scaled_optimizer", "default_net_scale",
+    "OBJECTIVES", "TrainResult", "make_flow", "train", "default_net_scale",
     "euclidean_variance0", "reverse_kl_loss", "rg_matching_loss", "score_matching_loss", "reverse_sde_sample",
     "learned_flow_samples", "ExperimentConfig", "run_experiment",
 ]

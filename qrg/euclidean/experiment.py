@@ -220,13 +220,14 @@ def learn_flow(theory, cfg: ExperimentConfig, objective: str, key, k_eval, k_imh
     """Stage 3–4 for one objective: train, measure p^θ_t along ``ts``, run IMH with the t = 0 flow."""
     from ..observables import measure, to_json
     from ..rg import CarossoM
-    from .learning import net_scaled_optimizer, train
+    from ..optim.optimizers import net_scaled_adam
+    from .learning import train
     from .samplers.imh import flow_imh
 
     lat = theory.lattice
     flow = make_learned_flow(theory, cfg)
     params = flow.init(jax.random.fold_in(key, 0))
-    opt = net_scaled_optimizer(params, cfg.lr, cfg.lr_transition, cfg.lr_decay, cfg.net_lr_scale)
+    opt = net_scaled_adam(params, cfg.lr, cfg.lr_transition, cfg.lr_decay, cfg.net_lr_scale)
     res = train(flow, params, jax.random.fold_in(key, 1), objective=objective, n_steps=cfg.train_steps,
                 theory=theory, data=data, batch_size=cfg.batch, optimizer=opt,
                 log_every=max(1, cfg.train_steps // 50))

@@ -48,17 +48,11 @@ import optax
 from .._validation import QRGInputError, check_int, check_real
 from ..flow import ProbabilityFlow
 from ..optim.loop import Loop, LoopState, run
+from ..optim.optimizers import paper_adam
 from ..registry import Registry
 
 #: objective name -> builder (flow, theory, data, batch_size, reverse_weight) -> loss(params, key) -> (loss, aux)
 OBJECTIVES: Registry = Registry("objective")
-
-
-def default_optimizer(learning_rate: float = 5e-3, transition_steps: int = 8000, decay_rate: float = 0.1,
-                      b1: float = 0.8, b2: float = 0.9) -> optax.GradientTransformation:
-    """Adam(b1=0.8, b2=0.9) with lr = 5e-3 · 0.1^(step/8000) (paper Section 7.1)."""
-    schedule = optax.exponential_decay(learning_rate, transition_steps, decay_rate)
-    return optax.adam(schedule, b1=b1, b2=b2)
 
 
 def default_net_scale(N: int, L: float, d: int = 2) -> float:
@@ -72,36 +66,6 @@ def default_net_scale(N: int, L: float, d: int = 2) -> float:
     """
     a = L / N
     return a**d / N
-
-
-def net_scaled_optimizer(params, learning_rate: float = 5e-3, transition_steps: int = 8000,
-                         decay_rate: float = 0.1, net_scale: float = 1.0, b1: float = 0.8,
-                         b2: float = 0.9) -> optax.GradientTransformation:
-    """The paper's Adam (:func:`default_optimizer`) with the learning rate of every parameter that
-    is not a Gaussian-bridge log-variance (``log_variance0``) multiplied by ``net_scale``.
-
-    Why: Adam moves every parameter by ≈ lr per step whatever its gradient's scale, and the
-    network's output is a score, which the velocity multiplies by ½B = ½a^-d (Carosso) and whose
-    convolution kernels sum the network's outputs over up to N^d displacements. With the paper's
-    lr = 5e-3 on every parameter one step wrecks the flow on fine lattices; ``net_scale = a^d/N``
-    (what ``qrg rgflow`` uses, :func:`default_net_scale`) trains stably at N = 20.
-    ``net_scale = 1`` is the paper's optimiser unchanged.
-    """
-    net_scale = check_real("net_scale", net_scale, positive=True)
-    if net_scale == 1.0:
-        return default_optimizer(learning_rate, transition_steps, decay_rate, b1, b2)
-
-    def labels(tree):
-        def label(path, _):
-            names = [getattr(k, "key", getattr(k, "name", "")) for k in path]
-            return "bridge" if "log_variance0" in names else "net"
-
-        return jax.tree_util.tree_map_with_path(label, tree)
-
-    return optax.multi_transform(
-        {"bridge": default_optimizer(learning_rate, transition_steps, decay_rate, b1, b2),
-         "net": default_optimizer(learning_rate * net_scale, transition_steps, decay_rate, b1, b2)},
-        labels)
 
 
 def euclidean_variance0(theory) -> np.ndarray:
@@ -271,7 +235,7 @@ def train(flow: ProbabilityFlow, params, key, *, objective: str, n_steps: int, t
     reverse_weight = check_real("reverse_weight", reverse_weight, nonnegative=True)
     loss_fn = OBJECTIVES.get(objective_name)(flow, theory=theory, data=data, batch_size=batch_size,
                                         reverse_weight=reverse_weight)
-    optimizer = default_optimizer() if optimizer is None else optimizer
+    optimizer = paper_adam() if optimizer is None else optimizer
 
 
     def log(record):

@@ -7,11 +7,11 @@ import dataclasses
 import jax
 import numpy as np
 
-from .._validation import QRGInputError, check_int
+from .._validation import check_int
 from ..flow import solver_order
 from ..stats import Stats, statistics
 from .ansatz import draw, laplacians
-from .estimators import estimate_energy, fit_control_variates, ibp_energy, local_energy, resolve_laplacian_method, stein_features
+from .estimators import ESTIMATORS, estimate_energy, fit_control_variates, ibp_energy, local_energy, resolve_laplacian_method, stein_features
 
 
 def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_probes: int = 4,
@@ -113,9 +113,8 @@ def discretisation_check(flow, params, theory, key, n: int, *, estimators=("ibp"
     """
     n = check_int("n (samples of the discretisation check)", n, minimum=1)
     factor = check_int("factor (step refinement of the discretisation check)", factor, minimum=2)
-    unknown = set(estimators) - {"ibp", "cv", "local"}
-    if unknown:
-        raise QRGInputError(f"estimators must be among ('ibp', 'cv', 'local') (got {sorted(unknown)})")
+    for name in estimators:
+        ESTIMATORS.check("estimators", name)
     if not flow.n_steps:
         return None
     fine = flow.replace(n_steps=factor * flow.n_steps)
