@@ -90,3 +90,13 @@ def check_out_file(path, flag: str = "--out"):
         raise QRGInputError(f"{flag} {str(out)!r} is a directory; give a file name")
     check_out_dir(out.parent if str(out.parent) else ".", flag)
     return out
+
+
+def parse_list(flag: str, text, kind=int, what: str = "integers"):
+    """``"1,2,3"`` -> [1, 2, 3] (None stays None); a malformed list is a QRGInputError naming ``flag``."""
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise QRGInputError(f"{flag} must be a comma-separated list of {what} (got {text!r})") from None

@@ -7,6 +7,7 @@ continues a run in ``OUT`` (finished problems are kept).
 from __future__ import annotations
 
 from .._validation import QRGInputError
+from . import parse_list
 
 
 def add_parser(sub) -> None:
@@ -47,10 +48,7 @@ def run(args) -> int:
 def _int_list(flag: str, text):
     if text is None:
         return None
-    try:
-        values = tuple(int(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        raise QRGInputError(f"{flag} must be comma-separated integers (got {text!r})") from None
+    values = tuple(parse_list(flag, text))
     if not values or min(values) < 1:
         raise QRGInputError(f"{flag} must be comma-separated positive integers (got {text!r})")
     return values

@@ -15,15 +15,7 @@ import pathlib
 import sys
 
 from .._validation import QRGInputError, check_int
-
-
-def _times(text):
-    if text is None:
-        return None
-    try:
-        return [float(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise QRGInputError(f"--times must be a comma-separated list of RG times (got {text!r})") from None
+from . import parse_list
 
 
 def add_parser(sub) -> None:
@@ -54,7 +46,7 @@ def run(args) -> int:
     key = jax.random.PRNGKey(seed)
     print(f"qrg flow: d={th.d} N={th.N} m2={th.m2:g} lam={th.lam:g}, T={state.flow.T:g}, {n} samples per time",
           file=sys.stderr)
-    points = flow_table(state, key, times=_times(args.times), n=n)
+    points = flow_table(state, key, times=parse_list("--times", args.times, float, "RG times"), n=n)
     meta = {"theory": th.params(), "config": state.config.to_dict(), "n_samples": n, "seed": seed}
     if args.check:
         report = rg_consistency(state, jax.random.fold_in(key, 0xC0), n)

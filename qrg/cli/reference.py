@@ -10,29 +10,20 @@ from __future__ import annotations
 import json
 
 from .._validation import QRGInputError
-from . import add_theory_args, check_out_file, theory_from_args
+from . import add_theory_args, check_out_file, parse_list, theory_from_args
 
 # baseline option -> the flags that set it (for error messages)
 _FLAGS = {"local_dims": "--local-dim/--local-dims", "chis": "--chi/--chis", "basis": "--basis",
           "n_iter": "--n-iter", "n_samples": "--n-samples", "seed": "--seed"}
 
 
-def _int_list(name: str, text):
-    if text is None:
-        return None
-    try:
-        return [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise QRGInputError(f"{name} must be a comma-separated list of integers (got {text!r})") from None
-
-
 def _options(args) -> dict:
     """The baseline options set on the command line. ``--local-dim L`` means the sequence
     ``L−2, L`` and ``--chi c`` the sequence ``c/2, c`` (the last two give the truncation error)."""
-    dims = _int_list("--local-dims", args.local_dims)
+    dims = parse_list("--local-dims", args.local_dims)
     if dims is None and args.local_dim is not None:
         dims = [args.local_dim - 2, args.local_dim]
-    chis = _int_list("--chis", args.chis)
+    chis = parse_list("--chis", args.chis)
     if chis is None and args.chi is not None:
         chis = [args.chi // 2, args.chi]
     given = {"local_dims": dims, "chis": chis, "basis": args.basis, "n_iter": args.n_iter,
