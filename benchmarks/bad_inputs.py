@@ -95,7 +95,7 @@ def prepare(tmp: pathlib.Path) -> None:
 
 def ctrl_c(tmp: pathlib.Path):
     """Ctrl-C during a run: one line, a checkpoint of the last completed step, exit 130."""
-    proc = subprocess.Popen([sys.executable, "-m", "qrg.cli", "solve", *TINY[:3], "400", *TINY[4:], "--out",
+    proc = subprocess.Popen([sys.executable, "-m", "qrg.cli", "solve", *TINY[:3], "100000", *TINY[4:], "--out",
                              str(tmp / "ctrlc")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(25)
     proc.send_signal(signal.SIGINT)

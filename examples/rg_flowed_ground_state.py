@@ -1,6 +1,6 @@
 """The ground state of the chain N = 32 (m² = 1, λ = 6), its RG flow to t = T, and the running couplings.
 
-    python examples/rg_flowed_ground_state.py [--out runs/rg_flow_example] [--steps 600] [--no-dmrg]
+    python examples/rg_flowed_ground_state.py [--out runs/rg_flow_example] [--steps 600] [--no-dmrg] [--quick]
 
 1. ``qrg.solve`` finds Ψ_0 (energy ± error; with the default RG-consistency training the flow's
    marginals p_θ,t are the ground state flowed by the mass-modified Carosso scheme);
@@ -30,11 +30,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--n", type=int, default=4096, help="samples per RG time")
     p.add_argument("--no-dmrg", action="store_true", help="skip the DMRG reference (about a minute)")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 5 steps, small samples, no DMRG")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
+    small = dict(eval_batch=256, local_batch=32, systematic_batch=0, consistency_batch=256) if args.quick else {}
+    if args.quick:
+        args.steps, args.n, args.no_dmrg = 5, 64, True
 
     theory = qrg.Phi4.chain(32, m2=1.0, lam=6.0)
-    result = qrg.solve(theory, steps=args.steps, out=out, progress=True)
+    result = qrg.solve(theory, steps=args.steps, out=out, force=True, progress=not args.quick, **small)
     print(result)  # energy, Var(E_loc), ODE systematic and the RG-consistency line
 
     points = flow_table(result, jax.random.PRNGKey(1), n=args.n)

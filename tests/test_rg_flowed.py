@@ -180,3 +180,17 @@ def test_cli_flow_writes_json_csv_png(tiny_consistent_run, capsys):
     assert (out / "flow.csv").read_text().startswith("t,r_t,phi2") and (out / "flow.png").stat().st_size > 0
     assert main(["flow", str(out), "--times", "0.5,0.1"]) == 2
     assert "times" in capsys.readouterr().err
+
+
+def test_example_rg_flowed_ground_state_runs(tmp_path, capsys):
+    """examples/rg_flowed_ground_state.py end to end (its --quick smoke mode)."""
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "rg_flowed_ground_state.py"
+    spec = importlib.util.spec_from_file_location("rg_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--quick", "--out", str(tmp_path / "ex")])
+    data = json.loads((tmp_path / "ex" / "flow.json").read_text())
+    assert len(data["points"]) == 10 and "RG consistency" in capsys.readouterr().out

@@ -54,7 +54,7 @@ def run(args) -> int:
         print(report)
     for p in points:
         c = p["couplings"]
-        fmt = lambda v: "n/a" if v is None else f"{v['mean']:.5g} ± {v['err']:.2g}"  # noqa: E731
+        fmt = lambda v: "n/a" if v is None or v["mean"] is None else f"{v['mean']:.5g} ± {v['err'] or 0:.2g}"  # noqa: E731
         print(f"t = {p['t']:.4g}: <φ²> = {fmt(p['phi2'])}, m_R = {fmt(p['m_R'])}, λ_R = {fmt(p['lambda_R'])}, "
               f"f = ({fmt(c['f_laplacian'])}, {fmt(c['f_phi'])}, {fmt(c['f_phi3'])})")
     paths = write_flow(run_dir, points, meta=meta, title=f"d={th.d} N={th.N} m²={th.m2:g} λ={th.lam:g}")

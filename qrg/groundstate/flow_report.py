@@ -56,22 +56,28 @@ def _series(points, name, coupling=False):
 
 
 def plot_flow(points: list[dict], path, title: str = "") -> None:
-    """Running couplings, ⟨φ²⟩/⟨φ⁴⟩ and m_R, Z, λ_R against t, with error bars."""
+    """Running couplings, ⟨φ²⟩/⟨φ⁴⟩, m_R and Z, and λ_R against t, with error bars. λ_R (a zero-mode
+    four-point function: noisy), m_R and Z (second-moment estimators: noisy when ξ is short) are drawn on
+    symmetric-log axes so that unresolved points do not hide the resolved ones."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     for name, label in zip(COUPLINGS, ("f_Δ (kinetic)", "f_φ (−mass)", "f_3 (−quartic)")):
         axes[0].errorbar(*_series(points, name, coupling=True), marker="o", ms=3, capsize=2, label=label)
-    axes[0].set_title("running couplings: s ≈ f_Δ Δφ + f_φ φ + f_3 φ³")
+    axes[0].set_title("running couplings: s ≈ f_Δ Δφ + f_φ φ + f_3 φ³", fontsize=9)
     for name in ("phi2", "phi4"):
         axes[1].errorbar(*_series(points, name), marker="o", ms=3, capsize=2, label=f"<{name[:3]}{name[3:]}>")
-    axes[1].set_title("local moments")
-    for name in ("m_R", "Z", "lambda_R"):
+    axes[1].set_title("local moments", fontsize=9)
+    for name in ("m_R", "Z"):
         axes[2].errorbar(*_series(points, name), marker="o", ms=3, capsize=2, label=name)
-    axes[2].set_title("renormalised quantities")
+    axes[2].set_yscale("symlog", linthresh=1.0)
+    axes[2].set_title("second-moment mass and Z (symlog)", fontsize=9)
+    axes[3].errorbar(*_series(points, "lambda_R"), marker="o", ms=3, capsize=2, label="λ_R", color="C2")
+    axes[3].set_yscale("symlog", linthresh=1.0)
+    axes[3].set_title("renormalised coupling λ_R (symlog)", fontsize=9)
     for ax in axes:
         ax.set_xlabel("RG time t")
         ax.legend(fontsize=8)
