@@ -149,7 +149,8 @@ def test_solve_reports_rg_consistency_and_reloads(tiny_consistent_run):
     res, out = tiny_consistent_run
     data = json.loads((out / "result.json").read_text())
     assert {"chi2_dof", "p_value", "max_dev_sigma"} <= set(data["rg_consistency"])
-    assert data["config"]["beta_rg"] == 1.0 and all(r["rg_loss"] > 0 for r in res.history)
+    assert data["config"]["beta_rg"] == 1.0
+    assert all(r["loss"] == pytest.approx(r["energy"] + r["rg_loss"], rel=1e-12) for r in res.history)
     assert "RG consistency" in str(res)
     state = load_run(out)
     for x, y in zip(jax.tree_util.tree_leaves(res.params), jax.tree_util.tree_leaves(state.params)):

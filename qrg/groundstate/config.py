@@ -95,7 +95,7 @@ class SolveConfig:
     lr_final: float = 0.02
     warmup: int = 10
     grad_clip: float = 0.0
-    beta_rg: float = 0.0
+    beta_rg: float = 0.1
     consistency: str = "dsm"
     rg_batch: int = 64
     control_variates: str = "stein"
