@@ -78,6 +78,7 @@ def test_square_2x2_agrees_with_ed():
     np.testing.assert_allclose(r["M2"], ed["M2"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_free_cube_2x2x2_exact():
     # 8 sites with every bond doubled: more entangled than a chain; χ = 64 gives 2e-8 relative
     # in the energy and ~5e-7 in the observables (first order in the state's error)

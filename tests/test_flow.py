@@ -194,7 +194,7 @@ def _nonlinear_flow(key, d, N, name="default", scheme_name="carosso", T=1.0, **f
     "d,N,name,scheme_name",
     [
         (1, 4, "default", "carosso"),
-        (2, 3, "default", "carosso"),
+        pytest.param(2, 3, "default", "carosso", marks=pytest.mark.slow),
         pytest.param(1, 4, "default", "polchinski", marks=pytest.mark.slow),
         # the flow is model-agnostic given an exact divergence (tested per model in test_models.py);
         # the EFT model's nested jacrev makes this end-to-end check slow to compile

@@ -36,8 +36,14 @@ def _setup(name, d, N, key, scheme="carosso", **kw):
     return lat, sch, model, params, phi
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES + ["eft_plain"])
-@pytest.mark.parametrize("d,N", LATTICES)
+def _cases(names, lattices):
+    """(name, d, N) for every model and lattice; the EFT model (nested jacrev, ~30 s to compile) in 2D
+    only in the slow suite: its terms are site-local plus a Laplacian, the same code in every d."""
+    return [pytest.param(name, d, N, marks=pytest.mark.slow) if name.startswith("eft") and d == 2
+            else (name, d, N) for d, N in lattices for name in names]
+
+
+@pytest.mark.parametrize("name,d,N", _cases(MODEL_NAMES + ["eft_plain"], LATTICES))
 def test_exact_divergence_equals_jacobian_trace(key, name, d, N):
     kw = {"residual": False} if name == "eft_plain" else {}
     lat, sch, model, params, phi = _setup("eft" if name == "eft_plain" else name, d, N, key, **kw)
@@ -70,8 +76,7 @@ def _transforms(lat):
     return ops
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-@pytest.mark.parametrize("d,N", [(1, 5), (2, 4)])
+@pytest.mark.parametrize("name,d,N", _cases(MODEL_NAMES, [(1, 5), (2, 4)]))
 def test_lattice_symmetries_and_z2(key, name, d, N):
     """s(gφ) = g s(φ) and ∇·s(gφ) = ∇·s(φ) for translations, reflections, axis swaps, φ → −φ."""
     lat, _, model, params, phi = _setup(name, d, N, key)

@@ -111,8 +111,12 @@ def test_hutchinson_laplacian_through_the_flow_is_unbiased(key):
 def test_free_chain_gaussian_bridge_reaches_exact_ground_state():
     theory = Phi4.chain(8, m2=1.0, lam=0.0)
     e0 = theory.free_ground_energy()
+    # energy objective only: its gradient noise vanishes at the exact state (zero-variance principle), which is
+    # what lets the parameters settle to 1e-6; the denoising-score-matching term (beta_rg > 0) keeps a noise floor
+    # of its own at the optimum, so with it the parameters jitter at the lr_final scale (rel. error ~1e-6).
     res = solve(theory, model=wrong_bridge(theory), steps=200, batch=64, lr=0.05, lr_final=1e-3, n_steps=16,
-                eval_n_steps=64, eval_batch=512, seed=1, checkpoint_every=0)
+                eval_n_steps=64, eval_batch=512, seed=1, checkpoint_every=0, beta_rg=0.0, systematic_batch=0,
+                consistency_batch=0)
     assert res.reference == pytest.approx(e0)
     start = res.history[0]["energy"]
     assert start - e0 > 0.05  # the start was wrong
@@ -297,7 +301,7 @@ def test_rg_consistency_term_and_sampling_along_the_flow(key):
     scheme = make_scheme("carosso", theory.lattice, 1.0)
     exact = GaussianBridge.create(theory.lattice, scheme, theory.free_ground_variance())
     res = solve(theory, model=exact, steps=3, batch=16, lr=1e-4, beta_rg=0.1, n_steps=8, eval_n_steps=8,
-                eval_batch=64, laplacian="none", checkpoint_every=0)
+                eval_batch=64, laplacian="none", checkpoint_every=0, systematic_batch=0, consistency_batch=0)
     # the training loss is the energy plus β times the RG-consistency term, step by step
     assert all(r["loss"] == pytest.approx(r["energy"] + 0.1 * r["rg_loss"], rel=1e-12) for r in res.history)
     t = 0.4
