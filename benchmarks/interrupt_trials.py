@@ -1,9 +1,10 @@
 """Kill a solve at random moments (SIGKILL and Ctrl-C) and resume it: is the result bit-identical?
 
-    python benchmarks/interrupt_trials.py [--trials 10] [--steps 40] [--out /tmp/qrg_interrupt]
+    python benchmarks/interrupt_trials.py [--trials 10] [--steps 120] [--out /tmp/qrg_interrupt]
 
-A reference run goes straight through; every trial starts the same ``qrg solve``, sends SIGKILL
-or SIGINT (alternating trials) at random times, then runs ``--resume`` until the run completes
+A reference run goes straight through and records when each step completed; every trial starts
+the same ``qrg solve``, sends SIGKILL or SIGINT (alternating trials) at a time drawn uniformly from
+the reference's training window (first to last step; compilation takes longer than training here), then runs ``--resume`` until the run completes
 (up to 3 interruptions per trial). SIGKILL trials checkpoint every step (a kill loses at most the
 step in flight); SIGINT trials never checkpoint periodically, so only the Ctrl-C handler saves
 (the last completed step). The trial passes if the final parameters (hash of the checkpoint's
@@ -51,14 +52,37 @@ def checkpoint_step(out) -> int:
         return 0
 
 
-def trial(out, steps, sig, rng, max_kills=3) -> dict:
+def timeline(out, steps) -> list[float]:
+    """Run the reference (checkpoint every step) and record when each step's checkpoint appeared,
+    in seconds from the start of the process: the window in which a kill lands inside training."""
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time()
+    proc = subprocess.Popen(solve_cmd(out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen = {}
+    while proc.poll() is None:
+        k = checkpoint_step_safe(out) if (pathlib.Path(out) / "checkpoint.npz").exists() else 0
+        seen.setdefault(k, time.time() - t0)
+        time.sleep(0.05)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference solve failed: {proc.stderr.read().decode()[-2000:]}")
+    return [seen[k] for k in sorted(seen) if k > 0]
+
+
+def checkpoint_step_safe(out) -> int:
+    try:
+        return checkpoint_step(out)
+    except (OSError, ValueError, KeyError):  # read while being replaced
+        return 0
+
+
+def trial(out, steps, sig, rng, window, max_kills=3) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     kills, resume = [], False
     every = 1 if sig == signal.SIGKILL else 10**6
     while True:
         proc = subprocess.Popen(solve_cmd(out, steps, resume, every), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if len(kills) < max_kills:
-            delay = rng.uniform(8.0, 25.0)
+            delay = rng.uniform(*window)  # inside the training steps of the reference timeline
             try:
                 proc.wait(timeout=delay)
             except subprocess.TimeoutExpired:
@@ -80,21 +104,23 @@ def trial(out, steps, sig, rng, max_kills=3) -> dict:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=10)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=120)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="/tmp/qrg_interrupt")
     args = p.parse_args(argv)
     base = pathlib.Path(args.out)
     rng = random.Random(args.seed)
-    shutil.rmtree(base / "reference", ignore_errors=True)
-    subprocess.run(solve_cmd(base / "reference", args.steps), check=True, capture_output=True)
+    times = timeline(base / "reference", args.steps)
+    window = (times[0], times[-1])
+    print(f"reference: step 1 checkpointed after {times[0]:.1f} s, step {len(times)} after {times[-1]:.1f} s",
+          flush=True)
     ref = {"energy": json.loads((base / "reference" / "result.json").read_text())["energy"],
-           "hash": params_hash(base / "reference")}
+           "hash": params_hash(base / "reference"), "window_s": window}
     rows = []
     for i in range(args.trials):
         sig = signal.SIGKILL if i % 2 == 0 else signal.SIGINT
         t0 = time.time()
-        r = trial(base / f"trial{i}", args.steps, sig, rng)
+        r = trial(base / f"trial{i}", args.steps, sig, rng, window)
         r["identical"] = r["hash"] == ref["hash"] and r["energy"] == ref["energy"]
         r["wall_s"] = time.time() - t0
         rows.append(r)

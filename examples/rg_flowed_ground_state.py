@@ -30,12 +30,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--n", type=int, default=4096, help="samples per RG time")
     p.add_argument("--no-dmrg", action="store_true", help="skip the DMRG reference (about a minute)")
-    p.add_argument("--quick", action="store_true", help="a smoke run: 5 steps, small samples, no DMRG")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 3 steps, small samples, no DMRG")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
-    small = dict(eval_batch=256, local_batch=32, systematic_batch=0, consistency_batch=256) if args.quick else {}
+    small = dict(eval_batch=128, local_batch=8, systematic_batch=0, consistency_batch=64) if args.quick else {}
     if args.quick:
-        args.steps, args.n, args.no_dmrg = 5, 64, True
+        args.steps, args.n, args.no_dmrg = 3, 32, True
 
     theory = qrg.Phi4.chain(32, m2=1.0, lam=6.0)
     result = qrg.solve(theory, steps=args.steps, out=out, force=True, progress=not args.quick, **small)

@@ -141,3 +141,15 @@ def test_impossible_sizes_and_bad_values_are_refused_by_name(tmp_path):
         SolveConfig.from_toml(bad)
     assert main(["solve", "--batch", "100000000000", "--no-progress"]) == 2
     assert main(["solve", "--d", "3", "--N", "1000", "--no-progress"]) == 2
+
+
+def test_ctrl_c_before_the_training_loop_is_one_line_and_exit_130(monkeypatch, capsys):
+    """A KeyboardInterrupt during set-up or compilation (before any step): no traceback, exit 130."""
+    import qrg.groundstate
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(qrg.groundstate, "solve", interrupted)  # what `qrg solve` calls
+    assert main(["solve", "--N", "4", "--steps", "2"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "qrg solve: interrupted (nothing saved)"

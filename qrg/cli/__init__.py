@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     except QRGInputError as err:
         print(f"qrg {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before a run's loop started (set-up, compilation): nothing to save yet
+        print(f"qrg {args.command}: interrupted (nothing saved)", file=sys.stderr)
+        return 130
 
 
 def add_theory_args(parser: argparse.ArgumentParser, *, defaults: dict | None = None) -> None:
