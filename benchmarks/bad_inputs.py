@@ -116,6 +116,9 @@ def ctrl_c(tmp: pathlib.Path, name: str, wait_for_training: bool):
 
 
 def main(argv=None):
+    # a job started with `&` from a non-interactive shell ignores SIGINT, and so would every qrg process it
+    # starts (an ignored signal survives exec): take the default back so Ctrl-C reaches the children
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="docs/bad_inputs.md")
     args = p.parse_args(argv)
