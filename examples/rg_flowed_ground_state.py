@@ -35,7 +35,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     small = dict(eval_batch=128, local_batch=8, systematic_batch=0, consistency_batch=64) if args.quick else {}
     if args.quick:
-        args.steps, args.n, args.no_dmrg = 3, 32, True
+        args.steps, args.n, args.no_dmrg = 3, 64, True
 
     theory = qrg.Phi4.chain(32, m2=1.0, lam=6.0)
     result = qrg.solve(theory, steps=args.steps, out=out, force=True, progress=not args.quick, **small)
