@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import pathlib
 
 import jax
 import numpy as np
@@ -55,3 +56,19 @@ def check_time(t, name: str = "t"):
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise QRGInputError(f"{name} must be a finite RG time >= 0 (got {t!r})")
     return t
+
+
+def check_writable_dir(path, name: str = "out"):
+    """``path`` as a writable directory (created if missing), checked before any work; a
+    :class:`QRGInputError` naming ``name`` if it is a file or cannot be written."""
+    out = pathlib.Path(path)
+    if out.exists() and not out.is_dir():
+        raise QRGInputError(f"{name} {str(out)!r} exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".qrg-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise QRGInputError(f"{name} {str(out)!r} is not writable ({err.strerror})") from None
+    return out

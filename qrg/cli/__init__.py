@@ -7,7 +7,7 @@ import argparse
 import importlib
 import sys
 
-from .._validation import QRGInputError
+from .._validation import QRGInputError, check_writable_dir
 
 # sub-command name -> module (relative to qrg.cli)
 _COMMANDS = {
@@ -70,18 +70,7 @@ def theory_from_args(args, *, fallback: dict | None = None):
 
 def check_out_dir(path, flag: str = "--out"):
     """A writable output directory (created if missing), checked before any work."""
-    import pathlib
-
-    out = pathlib.Path(path)
-    if out.exists() and not out.is_dir():
-        raise QRGInputError(f"{flag} {str(out)!r} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / ".qrg-write-test").write_bytes(b"")
-        (out / ".qrg-write-test").unlink()
-    except OSError as err:
-        raise QRGInputError(f"{flag} {str(out)!r} is not writable ({err.strerror})") from None
-    return out
+    return check_writable_dir(path, flag)
 
 
 def check_out_file(path, flag: str = "--out"):

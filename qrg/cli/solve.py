@@ -15,7 +15,7 @@ import sys
 
 from .._validation import QRGInputError
 from ..flow import ADJOINTS, INTEGRATORS, SOLVERS
-from ..groundstate.config import CONTROL_VARIATES, SolveConfig
+from ..groundstate.config import CONTROL_VARIATES, REPORTED_ESTIMATORS, SolveConfig
 from ..groundstate.estimators import LAPLACIANS
 from ..models import MODELS
 from ..optim import OPTIMIZERS
@@ -47,7 +47,7 @@ _FLAGS = {
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
     "systematic_batch": dict(type=int, help="paired samples of the ODE step-doubling error estimate "
                              "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
-    "estimator": dict(choices=("cv", "ibp", "local", "auto"),
+    "estimator": dict(choices=REPORTED_ESTIMATORS,
                       help="reported estimator, fixed in advance (default cv); auto = smallest error bar"),
     "devices": dict(type=int, help="devices the batch is sharded over (0 = all; default 0)"),
     "consistency": dict(choices=("dsm", "nll"), help="form of the RG-consistency term"),

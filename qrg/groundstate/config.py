@@ -36,6 +36,8 @@ from .objective import CONSISTENCY
 CUSTOM_MODEL = "custom"
 INITS = ("hartree", "default")
 CONTROL_VARIATES = ("stein", "none")
+#: what ``estimator`` may name: an estimator fixed in advance, or "auto" (smallest error bar, chosen after the fact)
+REPORTED_ESTIMATORS = ("cv", "ibp", "local", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +154,7 @@ class SolveConfig:
                                ("consistency", CONSISTENCY)):
             registry.check(name, getattr(self, name))
         for name, allowed in (("init", INITS), ("control_variates", CONTROL_VARIATES),
-                              ("estimator", ("cv", "ibp", "local", "auto"))):
+                              ("estimator", REPORTED_ESTIMATORS)):
             if getattr(self, name) not in allowed:
                 raise QRGInputError(f"{name} must be one of {allowed} (got {getattr(self, name)!r})")
         if not ADJOINTS.get(self.adjoint).reverse_mode:

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from .._validation import QRGInputError
+from .._validation import QRGInputError, check_writable_dir
 from ..optim import checkpoint as ckpt
 from ..optim.loop import DivergenceGuard, Loop, LoopState, run
 from ..optim.optimizers import make_optimizer
@@ -143,14 +143,7 @@ def check_out(out, *, resume: bool, force: bool):
     elif not force and ((out / "result.json").exists() or ckpt.has_checkpoint(out)):
         raise QRGInputError(f"out {str(out)!r} holds another run (result.json or checkpoint.npz): continue it "
                             "with resume (--resume) or replace it with force (--force)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".qrg-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise QRGInputError(f"out {str(out)!r} is not writable ({err.strerror})") from None
-    return out
+    return check_writable_dir(out, "out")
 
 
 def _schedule_steps(cfg, out, resume: bool) -> int:

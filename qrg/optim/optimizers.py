@@ -44,15 +44,15 @@ def make_optimizer(name: str, lr: float, lr_final: float, warmup: int, steps: in
 
 
 def paper_adam(learning_rate: float = 5e-3, transition_steps: int = 8000, decay_rate: float = 0.1,
-                      b1: float = 0.8, b2: float = 0.9) -> optax.GradientTransformation:
+               b1: float = 0.8, b2: float = 0.9) -> optax.GradientTransformation:
     """Adam(b1=0.8, b2=0.9) with lr = 5e-3 · 0.1^(step/8000) (paper Section 7.1)."""
     schedule = optax.exponential_decay(learning_rate, transition_steps, decay_rate)
     return optax.adam(schedule, b1=b1, b2=b2)
 
 
 def net_scaled_adam(params, learning_rate: float = 5e-3, transition_steps: int = 8000,
-                         decay_rate: float = 0.1, net_scale: float = 1.0, b1: float = 0.8,
-                         b2: float = 0.9) -> optax.GradientTransformation:
+                    decay_rate: float = 0.1, net_scale: float = 1.0, b1: float = 0.8,
+                    b2: float = 0.9) -> optax.GradientTransformation:
     """The paper's Adam (:func:`paper_adam`) with the learning rate of every parameter that
     is not a Gaussian-bridge log-variance (``log_variance0``) multiplied by ``net_scale``.
 
