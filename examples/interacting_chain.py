@@ -21,7 +21,8 @@ def main():
     p.add_argument("--lam", type=float, default=6.0)
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--beta-rg", type=float, default=0.0, help="weight of the RG-consistency term")
+    p.add_argument("--beta-rg", type=float, default=qrg.SolveConfig.beta_rg,
+                   help="weight of the RG-consistency term (default: qrg's, 0.1; 0 = energy only)")
     p.add_argument("--out", default=None, help="directory for result.json / history.csv / energy.png / checkpoints")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args()
