@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 
 from qrg import Lattice, Phi4, QRGInputError
-from qrg.baselines import ed_ground_state, ed_reference, local_basis, oscillator_matrices
+from qrg.baselines import (
+    Reference,
+    ed_ground_state,
+    ed_reference,
+    get_baseline,
+    local_basis,
+    oscillator_matrices,
+)
 from qrg.baselines.local_basis import site_mass2
-from qrg.hartree import lattice_hartree, site_hartree_frequency
 from qrg.cli import main
+from qrg.hartree import lattice_hartree, site_hartree_frequency
 
 # anharmonic oscillator H = −½∂² + ½x² + x⁴ (m² = 1, λ/24 = 1): the standard published value
 AHO_E0 = 0.8037706512
@@ -90,8 +97,14 @@ def test_free_theory_exact(d, N, dims, m2, a):
     C = np.real(np.fft.ifftn(th.free_ground_variance()))
     np.testing.assert_allclose(r["correlation"], C, atol=1e-6)
     assert {k: r[k] for k in ("d", "N", "a", "m2", "lam")} == th.params()
-    # <M²> = the zero mode's variance / N^d
+    # <M²> = the zero mode's variance / N^d; M is Gaussian: <M⁴> = 3 <M²>², U4 = 0 (the exact baseline's)
+    ex = get_baseline("exact").run(th)
     np.testing.assert_allclose(r["M2"], th.free_ground_variance().flat[0] / th.lattice.n_sites, rtol=1e-6)
+    np.testing.assert_allclose(r["M2"], ex.M2, rtol=1e-6)
+    # the fourth moment is more sensitive to the local truncation: worst measured 2.6e-6 relative, U4
+    # 1.8e-6 (2×2, m² = 0.3, a = 0.7, L = 12); exact to 1e-14 at m² = 1
+    np.testing.assert_allclose(r["M4"], ex.M4, rtol=1e-5)
+    assert abs(r["U4"]) < 1e-5 and abs(ex.U4) < 1e-15
 
 
 def test_interacting_chain_is_converged_and_above_gaussian_bound():
@@ -101,6 +114,29 @@ def test_interacting_chain_is_converged_and_above_gaussian_bound():
     # variational: below every truncated-basis result, and the interaction raises the energy
     assert r["energy"] <= ed_ground_state(th, 6)["energy"] + 1e-12
     assert r["energy"] > Phi4.chain(4, 1.0, 0.0).free_ground_energy()
+
+
+def test_binder_moments_of_the_double_well_and_their_json_keys():
+    th = Phi4.chain(4, -1.0, 2.4)
+    ref = get_baseline("ed").run(th, local_dims=(8, 10))
+    # M2 = ‖Mψ‖² uses φ·φ on a site, the correlation uses the exactly truncated φ²: equal to truncation
+    # accuracy (measured 1.1e-8, error estimate 1e-5)
+    assert abs(ref.M2 - ref.correlation.sum() / 4) < ref.error_estimate
+    # measured: M2 = 1.6399963, M4 = 3.4749550, U4 = 0.5693324 (far from the Gaussian 0)
+    assert ref.M4 > ref.M2**2  # Cauchy-Schwarz, and M is not ±const
+    assert 0.5 < ref.U4 < 2 / 3
+    assert ref.U4 == pytest.approx(1 - ref.M4 / (3 * ref.M2**2), rel=1e-14)
+    out = ref.to_json()
+    assert {"M2", "M4", "U4", "rms_M"} <= set(out)
+    assert (out["M2"], out["M4"], out["U4"]) == (ref.M2, ref.M4, ref.U4)
+    assert json.loads(json.dumps(out)) == out
+    # U4 only when both moments exist; M4 and U4 are standard keys that details may not reuse
+    assert "U4" not in Reference("x", th, 1.0, M2=0.5).to_json()
+    assert "M4" not in Reference("x", th, 1.0, M2=0.5).to_json()
+    assert Reference("x", th, 1.0, M4=0.5).U4 is None
+    for key in ("M4", "U4"):
+        with pytest.raises(ValueError, match=key):
+            Reference("x", th, 1.0, details={key: 0.0})
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from ..registry import Registry
 
 # keys of Reference.to_json() that method-specific details may not reuse
 _STANDARD_KEYS = ("method", "d", "N", "a", "m2", "lam", "energy", "energy_per_site", "energy_err",
-                  "error_estimate", "phi2", "M2", "rms_M", "correlation", "wall_time_s")
+                  "error_estimate", "phi2", "M2", "rms_M", "M4", "U4", "correlation", "wall_time_s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +48,8 @@ class Reference:
     wall_time_s : wall time of the computation.
     phi2 : ⟨φ_n²⟩ (site average), where the method measures it.
     M2 : ⟨M²⟩ with ``M = N^-d Σ_n φ_n``, where the method measures it.
+    M4 : ⟨M⁴⟩ with the same ``M``, where the method measures it (keyword-only field).
+    U4 : (property) the Binder cumulant ``1 − ⟨M⁴⟩/(3⟨M²⟩²)`` (design §3.4), when both moments exist.
     correlation : ⟨φ_0 φ_r⟩ over displacements r, shape ``lattice.shape``, where measured.
     details : method-specific, JSON-ready values (basis, bond dimensions, Var(E_loc), history, ...).
     """
@@ -62,6 +64,7 @@ class Reference:
     M2: float | None = None
     correlation: np.ndarray | None = dataclasses.field(default=None, compare=False, repr=False)
     details: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    M4: float | None = dataclasses.field(default=None, kw_only=True)
 
     def __post_init__(self):
         clash = sorted(set(self.details) & set(_STANDARD_KEYS))
@@ -81,6 +84,13 @@ class Reference:
         """sqrt(⟨M²⟩): the ⟨|M|⟩-type order parameter (⟨M⟩ = 0 by the φ → −φ symmetry)."""
         return None if self.M2 is None else math.sqrt(max(self.M2, 0.0))
 
+    @property
+    def U4(self) -> float | None:
+        """Binder cumulant ``1 − ⟨M⁴⟩/(3⟨M²⟩²)`` (0 for a Gaussian M); None unless both moments exist."""
+        if self.M2 is None or self.M4 is None or self.M2 <= 0.0:
+            return None
+        return 1.0 - self.M4 / (3.0 * self.M2**2)
+
     def to_json(self) -> dict:
         """Method, theory parameters, energy and its error bars, observables, details, wall time."""
         out = {"method": self.method, **self.theory.params(), "energy": float(self.energy),
@@ -90,6 +100,10 @@ class Reference:
             out["phi2"] = float(self.phi2)
         if self.M2 is not None:
             out.update(M2=float(self.M2), rms_M=self.rms_M)
+        if self.M4 is not None:
+            out["M4"] = float(self.M4)
+        if self.U4 is not None:
+            out["U4"] = float(self.U4)
         if self.correlation is not None:
             out["correlation"] = self.correlation.tolist()
         out.update(self.details)

@@ -31,7 +31,9 @@ Observables: ``phi2`` = <φ_n²> (site average), the translation-averaged two-po
 ``correlation[r] = V^-1 Σ_n <φ_n φ_{n+r}>`` (r = 0 … N−1 on a chain, an N×…×N array of
 displacements in d ≥ 2), and ``M2`` = <M²> with ``M = V^-1 Σ_n φ_n`` the lattice mean field
 (<M> = 0 by the φ → −φ symmetry, so <M²> and
-``rms_M`` = sqrt(<M²>) are the <|M|>-type observables reported).
+``rms_M`` = sqrt(<M²>) are the <|M|>-type observables reported), and ``M4`` = <M⁴> (hence the Binder
+cumulant ``U4`` = 1 − <M⁴>/(3<M²>²)) as the exact expectation value of the MPO of (Σ_n φ_n)⁴
+(:func:`field_sum_power_mpo`, bond dimension 5).
 """
 
 from __future__ import annotations
@@ -205,13 +207,48 @@ def _sweep_chis(model, psi, chis, *, max_sweeps: int, e_tol: float, svd_min: flo
     return runs
 
 
-def _measure(psi, pos, shape, correlations: bool) -> tuple[float, np.ndarray | None]:
-    """Site-averaged <φ_n²> and (optionally) the translation-averaged <φ_0 φ_r> in lattice ordering."""
+def field_sum_power_mpo(sites, k: int):
+    """The MPO of ``(Σ_p φ_p)^k`` on the MPS ``sites`` (each with the operator ``"phi"``), bond dimension k + 1.
+
+    A finite-state machine: the bond state ``a`` counts the φ factors placed to the left, and the
+    site tensor is upper triangular, ``W[a, b] = C(k − a, b − a) φ^(b−a)`` (``φ^0`` = identity),
+    from ``a = 0`` (IdL) to ``b = k`` (IdR). Summing over all paths gives the multinomial expansion
+    ``Σ_{j_1+…+j_L=k} k!/(j_1!…j_L!) Π_p φ_p^{j_p}`` (operators on different sites commute), so the
+    order of the sites does not matter. ``φ^j`` is the j-fold product of the site's (truncated)
+    ``phi`` matrix, the operator whose two-point function ``correlation_function("phi", "phi")``
+    measures. With parity conservation φ^j carries charge j mod 2 and so does bond state ``a``;
+    TeNPy derives these bond charges from the grid (``MPO.from_grids``).
+    """
+    from math import comb
+
+    from tenpy.networks.mpo import MPO
+
+    k = check_int("k (power of the field sum)", k, minimum=1)
+
+    def op(j: int) -> str:
+        return "Id" if j == 0 else " ".join(["phi"] * j)
+
+    grid = [[[(op(b - a), float(comb(k - a, b - a)))] if b >= a else None for b in range(k + 1)]
+            for a in range(k + 1)]
+    return MPO.from_grids(list(sites), [grid] * len(sites), bc="finite", IdL=0, IdR=k,
+                          mps_unit_cell_width=len(sites))
+
+
+def field_moments(psi, powers=(2, 4)) -> dict[int, float]:
+    """``⟨M^k⟩`` of ``M = V^-1 Σ_p φ_p`` in the normalised finite MPS ``psi`` for each k in ``powers``."""
+    V = psi.L
+    return {k: float(np.real(field_sum_power_mpo(psi.sites, k).expectation_value(psi))) / V**k for k in powers}
+
+
+def _measure(psi, pos, shape, correlations: bool) -> tuple[float, np.ndarray | None, dict[int, float] | None]:
+    """Site-averaged <φ_n²>, and (optionally) the translation-averaged <φ_0 φ_r> in lattice ordering
+    and the moments {2: <M²>, 4: <M⁴>} of the mean field."""
     phi2 = float(np.mean(np.asarray(psi.expectation_value("phi2"), dtype=float)))
     if not correlations:
-        return phi2, None
+        return phi2, None, None
     C_mps = np.asarray(psi.correlation_function("phi", "phi"), dtype=float)
-    return phi2, _translation_average(C_mps[np.ix_(pos, pos)], shape)  # flat lattice site indices
+    corr = _translation_average(C_mps[np.ix_(pos, pos)], shape)  # flat lattice site indices
+    return phi2, corr, field_moments(psi, (2, 4))
 
 
 @register_baseline
@@ -225,7 +262,7 @@ class DMRG(Baseline):
     local-dimension error), ``chis`` (increasing; the last two give the χ error), ``basis``, ``omega``
     (:func:`qrg.baselines.local_basis.local_basis`), ``conserve_parity`` (φ → −φ parity as a Z2
     charge; the ground state is even), ``max_sweeps``, ``e_tol``, ``svd_min``, ``correlations``
-    (measure <φ_0 φ_r> and <M²>). Details: ``error_chi``, ``error_local_dim``, ``local_dim``,
+    (measure <φ_0 φ_r>, <M²>, <M⁴> and so U4). Details: ``error_chi``, ``error_local_dim``, ``local_dim``,
     ``local_dims``, ``chi``, ``chis``, ``energies_chi`` (per χ at the largest L),
     ``energy_local_dim_prev``, ``max_trunc_err``, ``sweeps``, ``conserve_parity``, ``ordering`` and
     the basis parameters.
@@ -261,15 +298,16 @@ class DMRG(Baseline):
             warnings.simplefilter("ignore")
             lb, model, pos, psi = fresh(local_dims[-1])
             runs = _sweep_chis(model, psi, chis, **sweep)
-            phi2, corr = _measure(psi, pos, tuple(theory.lattice.shape), correlations)
+            phi2, corr, moments = _measure(psi, pos, tuple(theory.lattice.shape), correlations)
             # warm start is not possible across local bases; ramp χ to the largest value
             _, model_p, _, psi_p = fresh(local_dims[-2])
             run_p = _sweep_chis(model_p, psi_p, chis, **sweep)[-1]
-        return _reference(theory, lb, runs, run_p, phi2, corr, local_dims, chis, conserve_parity,
+        return _reference(theory, lb, runs, run_p, phi2, corr, moments, local_dims, chis, conserve_parity,
                           time.perf_counter() - t0)
 
 
-def _reference(theory, lb, runs, run_p, phi2, corr, local_dims, chis, conserve_parity, wall) -> Reference:
+def _reference(theory, lb, runs, run_p, phi2, corr, moments, local_dims, chis, conserve_parity,
+               wall) -> Reference:
     """Energy, error estimate (module docstring), observables and details of a DMRG run."""
     e = runs[-1]["energy"]
     err_chi = abs(e - runs[-2]["energy"])
@@ -289,10 +327,11 @@ def _reference(theory, lb, runs, run_p, phi2, corr, local_dims, chis, conserve_p
         "ordering": "folded" if theory.d == 1 else "folded per axis, lexicographic",
         **{k: v for k, v in lb.describe().items() if k != "local_dim"},
     }
-    # <M²> = V^-2 Σ_{n,m} <φ_n φ_m> = V^-1 Σ_r C(r)
+    # <M²> = V^-2 Σ_{n,m} <φ_n φ_m> = V^-1 Σ_r C(r) (equal to moments[2] from the MPO of (Σφ)², tested)
     M2 = None if corr is None else float(np.sum(corr) / theory.lattice.n_sites)
+    M4 = None if moments is None else moments[4]
     return Reference("dmrg", theory, e, error_estimate=err_chi + err_L + runs[-1]["delta_E_sweep"],
-                     wall_time_s=wall, phi2=phi2, M2=M2, correlation=corr, details=details)
+                     wall_time_s=wall, phi2=phi2, M2=M2, M4=M4, correlation=corr, details=details)
 
 
 def dmrg_ground_state(theory, **options) -> dict:

@@ -91,8 +91,9 @@ def ed_ground_state(theory, local_dim: int, *, basis: str = "hartree", omega: fl
                     n_big: int | None = None, max_dim: int = MAX_DIM, tol: float = 1e-14) -> dict:
     """Ground state of ``theory`` in one truncated product basis of ``local_dim`` states per site.
 
-    Returns a dict with ``energy``, ``phi2`` (<φ_n²>, site-averaged), ``correlation``
-    (<φ_0 φ_n> over flat site index n), ``residual`` (‖Hψ − Eψ‖) and the basis parameters.
+    Returns a dict with ``energy``, ``phi2`` (<φ_n²>, site-averaged), ``M2`` and ``M4`` (<M²>, <M⁴>
+    of ``M = N^-d Σ_n φ_n``, as ‖Mψ‖² and ‖M²ψ‖²), ``correlation`` (<φ_0 φ_n> over flat site index n),
+    ``residual`` (‖Hψ − Eψ‖) and the basis parameters.
     """
     local_dim = check_int("local_dim (states per site)", local_dim, minimum=2)
     _check_size(theory, local_dim, max_dim)
@@ -106,9 +107,14 @@ def ed_ground_state(theory, local_dim: int, *, basis: str = "hartree", omega: fl
     phi2 = np.array([np.vdot(psi, _apply_site(lb.phi2, psi, s)) for s in range(n)])
     phi_psi0 = _apply_site(lb.phi, psi, 0)
     corr = np.array([np.vdot(phi_psi0, _apply_site(lb.phi, psi, s)) if s else phi2[0] for s in range(n)])
+    # moments of M = V^-1 Σ_n φ_n (φ the truncated site matrix): ⟨M²⟩ = ‖Mψ‖², ⟨M⁴⟩ = ‖M²ψ‖²
+    m_psi = sum(_apply_site(lb.phi, psi, s) for s in range(n)) / n
+    m2_psi = sum(_apply_site(lb.phi, m_psi, s) for s in range(n)) / n
     return {
         "energy": e0,
         "phi2": float(np.mean(phi2)),
+        "M2": float(np.vdot(m_psi, m_psi)),
+        "M4": float(np.vdot(m2_psi, m2_psi)),
         "correlation": corr.tolist(),
         "residual": residual,
         **lb.describe(),
@@ -135,7 +141,8 @@ class ExactDiagonalisation(Baseline):
     sites), ``basis``, ``omega``, ``n_big`` (:func:`~qrg.baselines.local_basis.local_basis`),
     ``max_dim`` (largest Hilbert space accepted). ``error_estimate = |E(L_last) − E(L_prev)| +
     ‖Hψ − Eψ‖``; details: ``local_dim``, ``local_dims``, ``energies`` (the sequence), ``basis``,
-    ``basis_omega``, ``residual``.
+    ``basis_omega``, ``residual``. Observables (at the largest local dimension): ``phi2``, ``M2`` and
+    ``M4`` (moments of ``M = N^-d Σ_n φ_n`` from the ground-state vector; hence ``U4``), ``correlation``.
     """
 
     name = "ed"
@@ -163,7 +170,7 @@ class ExactDiagonalisation(Baseline):
                    "basis": last["basis"], "basis_omega": last["basis_omega"], "residual": last["residual"]}
         corr = np.asarray(last["correlation"])  # <φ_0 φ_n>, translation invariant in the ground state
         return Reference("ed", theory, last["energy"], error_estimate=err, wall_time_s=wall, phi2=last["phi2"],
-                         M2=float(np.sum(corr) / corr.size), correlation=corr, details=details)
+                         M2=last["M2"], M4=last["M4"], correlation=corr, details=details)
 
 
 def ed_reference(theory, **options) -> dict:
