@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import pathlib
+import socket
 
 import jax
 import numpy as np
@@ -66,7 +68,8 @@ def check_writable_dir(path, name: str = "out"):
         raise QRGInputError(f"{name} {str(out)!r} exists and is not a directory")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".qrg-write-test"
+        # per host and process: the processes of a multi-process run check the same directory at once
+        probe = out / f".qrg-write-test-{socket.gethostname()}-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:

@@ -25,14 +25,50 @@ BATCH_AXIS = "batch"
 _DISTRIBUTED = {"initialized": False}
 
 
-def initialize_distributed(**kwargs) -> None:
-    """Start multi-process JAX (idempotent; call before any other JAX call, as
-    ``jax.distributed.initialize`` requires). kwargs go to ``jax.distributed.initialize``; with none,
-    it reads the cluster environment (e.g. SLURM)."""
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None, **kwargs) -> None:
+    """Start multi-process JAX (idempotent; call before any other JAX computation, as
+    ``jax.distributed.initialize`` requires). Every process of the run calls it with the same
+    ``coordinator_address`` (``host:port`` of process 0) and ``num_processes`` and its own
+    ``process_id``; arguments left None are read from the cluster environment (SLURM, Open MPI, ...)
+    or ``JAX_COORDINATOR_ADDRESS``. Further kwargs go to ``jax.distributed.initialize``."""
     if _DISTRIBUTED["initialized"]:
         return
-    jax.distributed.initialize(**kwargs)
+    if num_processes is not None and (not isinstance(num_processes, int) or num_processes < 1):
+        raise QRGInputError(f"num_processes must be a positive integer (got {num_processes!r})")
+    if process_id is not None and (not isinstance(process_id, int) or process_id < 0
+                                   or (num_processes is not None and process_id >= num_processes)):
+        raise QRGInputError(f"process_id must be an integer in [0, num_processes) (got {process_id!r} with "
+                            f"num_processes = {num_processes!r})")
+    if coordinator_address is not None and (":" not in coordinator_address
+                                            or not coordinator_address.rsplit(":", 1)[1].isdigit()):
+        raise QRGInputError(f"coordinator_address must be host:port (got {coordinator_address!r})")
+    try:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
+    except (RuntimeError, ValueError) as err:
+        raise QRGInputError(f"could not start multi-process JAX ({err}); give coordinator_address, "
+                            "num_processes and process_id, or run inside a cluster job (e.g. srun)") from None
     _DISTRIBUTED["initialized"] = True
+
+
+def is_main_process() -> bool:
+    """True on the process that writes files and prints (process 0; always True in one process)."""
+    return jax.process_index() == 0
+
+
+def gather(tree):
+    """Every leaf as an array the calling process can read: a batch sharded over the devices of several
+    processes is all-gathered (``multihost_utils.process_allgather``, the same full array on every
+    process); anything else is returned unchanged (so one process sees no copy and no change)."""
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            from jax.experimental import multihost_utils
+
+            return multihost_utils.process_allgather(x, tiled=True)
+        return x
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 def device_summary() -> dict:

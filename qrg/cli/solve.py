@@ -69,7 +69,29 @@ def add_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace a run that --out already holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
+    add_distributed_args(p)
     p.set_defaults(run=run)
+
+
+def add_distributed_args(p) -> None:
+    """Multi-process flags (docs/cluster.md): every process runs the same command with its own --process-id."""
+    g = p.add_argument_group("multi-process (jax.distributed)")
+    g.add_argument("--distributed", action="store_true",
+                   help="run as one process of a multi-process job; unset values below come from the cluster "
+                        "environment (SLURM, Open MPI) or JAX_COORDINATOR_ADDRESS")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0 (implies --distributed)")
+    g.add_argument("--num-processes", type=int, default=None, help="processes of the job (implies --distributed)")
+    g.add_argument("--process-id", type=int, default=None, help="this process, 0 ... num-processes-1 (implies --distributed)")
+
+
+def start_distributed(args) -> bool:
+    """Start jax.distributed when the flags ask for it (before any JAX computation); True on the process
+    that prints and writes (process 0, or the only process)."""
+    from ..parallel import initialize_distributed, is_main_process
+
+    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    return is_main_process()
 
 
 def resolve_config(args) -> SolveConfig:
@@ -81,34 +103,38 @@ def resolve_config(args) -> SolveConfig:
 def run(args) -> int:
     from ..groundstate import solve
 
+    main = start_distributed(args)
+    # the other processes of a multi-process run compute the same thing silently; process 0 reports
+    say = print if main else (lambda *a, **k: None)
     cfg = resolve_config(args)
     if args.print_config:
-        print(cfg.to_toml(), end="")
+        say(cfg.to_toml(), end="")
         return 0
     if args.resume and not args.out:
         raise QRGInputError("--resume needs --out DIR (the directory holding the checkpoint)")
     out = pathlib.Path(args.out) if args.out else None
     th = cfg.theory()
-    print(f"qrg solve: d={th.d} N={th.N} a={th.a:g} m2={th.m2:g} lam={th.lam:g}, model={cfg.model}, "
+    say(f"qrg solve: d={th.d} N={th.N} a={th.a:g} m2={th.m2:g} lam={th.lam:g}, model={cfg.model}, "
           f"scheme={cfg.scheme}, steps={cfg.steps}, batch={cfg.batch}", file=sys.stderr)
     from ..optim.loop import RunInterrupted
 
     try:
-        result = solve(config=cfg, out=out, resume=args.resume, force=args.force, progress=not args.no_progress)
+        result = solve(config=cfg, out=out, resume=args.resume, force=args.force, progress=main and not args.no_progress)
     except RunInterrupted as stop:
         where = f"; checkpoint saved in {out}, continue with --resume" if out is not None else ""
-        print(f"qrg solve: interrupted after {stop.state.step} steps{where}", file=sys.stderr)
+        say(f"qrg solve: interrupted after {stop.state.step} steps{where}", file=sys.stderr)
         return 130
-    print(result)
+    say(result)
     if result.events:
-        print(f"qrg solve: {len(result.events)} step(s) rolled back (non-finite or runaway loss; learning rate "
+        say(f"qrg solve: {len(result.events)} step(s) rolled back (non-finite or runaway loss; learning rate "
               f"lowered); status: {result.status}", file=sys.stderr)
     if out is not None:
-        print(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
+        say(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
     else:
-        print(json.dumps({k: result.to_json()[k] for k in ("energy", "energy_err", "variance", "reference")}))
+        say(json.dumps({k: result.to_json()[k] for k in ("energy", "energy_err", "variance", "reference")}))
     if result.status != "completed":
-        print(f"qrg solve: the optimisation {result.status} (every step of the last {len(result.events)} failed): "
+        say(f"qrg solve: the optimisation {result.status} (every step of the last {len(result.events)} failed): "
               "the numbers above are those of the last good state; lower --lr", file=sys.stderr)
         return 3
     return 0
+

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from .._validation import QRGInputError
 from ..flow import make_flow
 from ..hartree import hartree_variance
+from ..parallel import gather
 from .estimators import chunked_laplacians, laplacian_fn
 
 
@@ -45,7 +46,7 @@ def draw(flow, params, key, n: int, chunk_size: int = 512):
         phi, _, g = flow.sample(params, jax.random.fold_in(key, c), min(chunk_size, n - start))
         phis.append(phi)
         scores.append(g)
-    return jnp.concatenate(phis), jnp.concatenate(scores)
+    return gather((jnp.concatenate(phis), jnp.concatenate(scores)))  # readable on every process
 
 
 @functools.partial(jax.jit, static_argnames=("flow", "method", "n_probes"))
@@ -58,4 +59,5 @@ def flow_laplacian(flow, params, phi, key, method, n_probes):
 
 def laplacians(flow, params, phi, key, method: str, n_probes: int = 4, chunk_size: int = 256):
     """Δ_φ log p_θ of the batch ``phi`` in chunks of ``chunk_size`` (chunk c uses fold_in(key, c))."""
-    return chunked_laplacians(lambda x, k: flow_laplacian(flow, params, x, k, method, n_probes), phi, key, chunk_size)
+    lap = chunked_laplacians(lambda x, k: flow_laplacian(flow, params, x, k, method, n_probes), phi, key, chunk_size)
+    return gather(lap)

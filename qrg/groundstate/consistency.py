@@ -32,6 +32,7 @@ import numpy as np
 from scipy import stats as sps
 
 from .._validation import QRGInputError, check_int
+from ..parallel import gather
 from .flowed import local_moments, shell_phat2, shell_power
 
 #: default grid: 8 times between T/128 and T, denser at small t where the flow changes fastest
@@ -97,7 +98,7 @@ def _model_samples(flow, params, key, n, t, chunk):
         k = jax.random.fold_in(key, c)
         phi_T = flow.prior(params).sample(k, (min(chunk, n - s),))
         out.append(phi_T if t == flow.T else flow.transport(params, phi_T, flow.T, t))
-    return jnp.concatenate(out)
+    return gather(jnp.concatenate(out))  # readable on every process
 
 
 def chi2_test(diff: np.ndarray, cov: np.ndarray, n: int) -> tuple[float, int, float]:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int
+from ..parallel import gather
 from ..stats import Stats, jackknife, statistics
 
 COUPLINGS = ("f_laplacian", "f_phi", "f_phi3")
@@ -144,7 +145,7 @@ def flowed_state(state, t: float, key, n: int = 4096, *, chunk_size: int = 512) 
     flow, params = state.flow, state.params
     parts = [flow.sample_at(params, jax.random.fold_in(key, c), min(chunk_size, n - s), float(t))
              for c, s in enumerate(range(0, n, chunk_size))]
-    phi, log_p, score = (np.asarray(jnp.concatenate(x)) for x in zip(*parts))
+    phi, log_p, score = (np.asarray(gather(jnp.concatenate(x))) for x in zip(*parts))
     learned = np.asarray(jax.vmap(lambda x: flow.model.apply(params, x, float(t), method="score"))(jnp.asarray(phi)))
     return FlowedState(t=float(t), phi=phi, log_p=log_p, score=score,
                        **measure_flowed(flow.lattice, flow.scheme, t, phi, learned))

@@ -28,10 +28,14 @@ class GroundState:
 
     def sample(self, key, n: int, t=0.0):
         """(φ_t, log p_θ,t(φ_t), ∇ log p_θ,t(φ_t)) for ``n`` samples of the RG-flowed ground state at t."""
-        return self.flow.sample_at(self.params, key, n, t)
+        from ..parallel import gather
+
+        return gather(self.flow.sample_at(self.params, key, n, t))
 
     def log_prob(self, phi, t=0.0):
-        return self.flow.log_prob(self.params, phi, t)
+        from ..parallel import gather
+
+        return gather(self.flow.log_prob(self.params, phi, t))
 
     def flowed(self, t: float, key=None, n: int = 4096):
         """Ψ_t: a :class:`~qrg.groundstate.flowed.FlowedState` with ``n`` samples of p_θ,t, their log p and

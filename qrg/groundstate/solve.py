@@ -19,6 +19,7 @@ from .._validation import QRGInputError, check_writable_dir
 from ..optim import checkpoint as ckpt
 from ..optim.loop import DivergenceGuard, Loop, LoopState, run
 from ..optim.optimizers import make_optimizer
+from ..parallel import is_main_process
 from .ansatz import build_flow
 from .config import SolveConfig
 from .consistency import rg_consistency
@@ -115,7 +116,7 @@ def _device_mesh(cfg):
     """The 1-d device mesh the batch is sharded over (None for one device)."""
     from ..parallel import batch_mesh
 
-    available = jax.devices()
+    available = jax.devices()  # all devices of all processes
     n = len(available) if cfg.devices == 0 else cfg.devices
     if n > len(available):
         raise QRGInputError(f"devices = {cfg.devices} but only {len(available)} JAX devices are available")
@@ -225,7 +226,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     state = run_.load(out) if resume else LoopState.create(flow.init(key_init), tx)
     loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency), tx=tx,
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
-                checkpointer=None if out is None else (lambda s: run_.save(out, s)),
+                checkpointer=None if out is None or not is_main_process() else (lambda s: run_.save(out, s)),
                 progress=_progress(cfg, state.step) if progress else None,
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard())
     state = run(loop, state, cfg.steps, key_train)
@@ -241,7 +242,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
                                                                                             cfg.eval_batch))
     result.wall_time_s = time.perf_counter() - t_start
-    if out is not None:
+    if out is not None and is_main_process():  # one writer when several processes run the solve
         result.save(out)
     return result
 
