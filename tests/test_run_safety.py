@@ -59,6 +59,21 @@ def test_checkpoint_never_unpickles_and_rejects_every_corruption(tmp_path, key):
         load_checkpoint(tmp_path, {"params": params})
 
 
+def test_float32_checkpoint_loads_into_a_float64_run_but_not_other_kinds(tmp_path):
+    """A run trained in float32 (e.g. on a GPU) is evaluated in float64: floats convert, shapes and
+    integer arrays (PRNG keys) must still match."""
+    p32 = {"w": np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3), "key": np.array([1, 2], dtype=np.uint32)}
+    save_checkpoint(tmp_path, {"params": p32}, {"step": 1})
+    template = {"w": np.zeros((2, 3)), "key": np.zeros(2, dtype=np.uint32)}
+    got, _ = load_checkpoint(tmp_path, {"params": template})
+    assert np.asarray(got["params"]["w"]).dtype == np.float64
+    assert np.array_equal(np.asarray(got["params"]["w"]), p32["w"].astype(np.float64))
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path, {"params": {"w": np.zeros((3, 2)), "key": np.zeros(2, dtype=np.uint32)}})
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path, {"params": {"w": np.zeros((2, 3)), "key": np.zeros(2)}})
+
+
 # ---------------------------------------------------------------------------- the output directory
 def test_output_directory_is_checked_before_any_work(tmp_path):
     done = tmp_path / "done"

@@ -140,11 +140,18 @@ def read_meta(directory) -> dict:
     return _read(path)[0]
 
 
+def _fits(stored: np.ndarray, dtype: np.dtype, shape: tuple) -> bool:
+    """Same shape, and the same dtype up to the width of a floating type."""
+    same_kind = stored.dtype == dtype or (stored.dtype.kind == "f" and dtype.kind == "f")
+    return stored.shape == tuple(shape) and same_kind
+
+
 def load_checkpoint(directory, templates: dict) -> tuple[dict, dict]:
     """(pytrees, meta) saved by :func:`save_checkpoint`; each pytree takes the structure of its template.
 
     Raises :class:`CheckpointError` (naming the file) if the file is absent, corrupted, or its
-    arrays do not fit the templates (another model, lattice or optimiser).
+    arrays do not fit the templates (another model, lattice or optimiser). Floating arrays are
+    converted to the templates' precision, so a run trained in float32 loads into a float64 process.
     """
     path = pathlib.Path(directory) / CHECKPOINT_FILE
     if not path.is_file():
@@ -158,9 +165,11 @@ def load_checkpoint(directory, templates: dict) -> tuple[dict, dict]:
         t_leaves, treedef = jax.tree_util.tree_flatten(template)
         stored = leaves[pos:pos + len(layout[name])]
         pos += len(layout[name])
-        expected = [(np.asarray(x).dtype.str, tuple(np.shape(x))) for x in t_leaves]
-        if [(x.dtype.str, x.shape) for x in stored] != expected:
+        dtypes = [np.asarray(x).dtype for x in t_leaves]
+        if len(stored) != len(t_leaves) or any(not _fits(x, dt, np.shape(t)) for x, dt, t in zip(stored, dtypes, t_leaves)):
             raise CheckpointError(f"checkpoint {str(path)!r}: the stored {name} do not fit this run "
                                   "(different model, lattice or optimiser)")
-        trees[name] = jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x) for x in stored])
+        # floats take the running precision (a float32-trained run evaluated in float64, or back)
+        trees[name] = jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(x.astype(dt))
+                                                             for x, dt in zip(stored, dtypes)])
     return trees, meta
