@@ -23,6 +23,11 @@ Ansätze
   Jacobians for SR blow up memory, peers.md), summed over sites, and symmetrised under
   φ → −φ as ``½[f(φ) + f(−φ)]``.
 
+Observables: ``phi2``, ``M2`` and ``M4`` of the :class:`Reference` (so its ``U4``), and ``abs_M`` and
+``peak_weight`` (fraction with M > 0) in its details, are sample means over the final evaluation's
+Metropolis samples (``M = N^-d Σ_n φ_n``); :func:`evaluation_fields` returns those samples, from which
+:func:`qrg.scan.magnetisation_observables` computes the same numbers with error bars.
+
 Optimisation: VMC with stochastic reconfiguration (``nk.optimizer.SR``); sampler
 ``MetropolisGaussian`` (all coordinates moved at once), its step started at ``1.2/sqrt(N^d)``
 and re-tuned every ``tune_every`` steps to keep the acceptance in 35–60 %.
@@ -253,6 +258,7 @@ def vmc_ground_state(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_s
     vs.n_samples = n_eval_samples
     vs.chunk_size = chunk_for(n_eval_samples)
     st = stats_dict(vs.expect(H))
+    m, phi2 = _magnetisation(evaluation_fields(vs, theory))  # the samples of this evaluation
     details = {
         "variance": st["variance"], "tau": st["tau"], "R_hat": st["R_hat"],
         "acceptance": float(vs.sampler_state.acceptance), "sigma": float(sigma),
@@ -260,10 +266,26 @@ def vmc_ground_state(theory, *, ansatz: str = "gaussian", n_iter: int = 300, n_s
         "n_iter": len(history), "n_samples": n_samples, "n_eval_samples": n_eval_samples,
         "chunk_size": vs.chunk_size, "train_time_s": train_time,
         "time_per_iter_s": train_time / max(len(history), 1), "history": history,
+        "abs_M": float(np.mean(np.abs(m))), "peak_weight": float(np.mean(m > 0)),
     }
     ref = Reference(f"netket-{ansatz}", theory, st["mean"], energy_err=st["err"],
-                    wall_time_s=time.perf_counter() - t0, details=details)
+                    wall_time_s=time.perf_counter() - t0, phi2=float(np.mean(phi2)), M2=float(np.mean(m**2)),
+                    M4=float(np.mean(m**4)), details=details)
     return ref, vs
+
+
+def evaluation_fields(vs, theory) -> np.ndarray:
+    """The fields of the variational state's current Metropolis samples (after :func:`vmc_ground_state`: the
+    ``n_eval_samples`` of its final evaluation), shape ``(n_chains, samples per chain, *lattice.shape)``."""
+    x = np.asarray(vs.samples, dtype=float)
+    x = x.reshape((-1,) + x.shape[-2:]) if x.ndim >= 3 else x.reshape((1,) + x.shape)
+    return x.reshape(x.shape[:2] + tuple(theory.lattice.shape))
+
+
+def _magnetisation(phi) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample ``M = N^-d Σ_n φ_n`` and site-averaged φ² of fields shaped ``(chains, n, *lattice.shape)``."""
+    flat = phi.reshape(phi.shape[:2] + (-1,))
+    return flat.mean(axis=-1), (flat**2).mean(axis=-1)
 
 
 class NetKetVMC(Baseline):

@@ -17,6 +17,7 @@ _COMMANDS = {
     "sample": ".sample",
     "bench": ".bench",
     "rgflow": ".rgflow",
+    "scan": ".scan",
 }
 
 

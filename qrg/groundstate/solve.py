@@ -183,8 +183,29 @@ def _evaluate(flow, params, theory, cfg, key_eval):
     return flow, stats, check
 
 
+def check_init_params(init_params, template):
+    """``init_params`` as a parameter pytree of the structure of ``template`` (the flow's ``init``): the same
+    tree structure and leaf shapes (cast to the template's dtypes), else a QRGInputError naming init_params."""
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree_util.tree_flatten(init_params)
+    t_leaves, t_treedef = jax.tree_util.tree_flatten(template)
+    if treedef != t_treedef:
+        raise QRGInputError(f"init_params does not have the structure of this run's parameters (flow.init): "
+                            f"got {treedef}, expected {t_treedef}; warm starts need the same model, scheme and lattice")
+    for i, (x, t) in enumerate(zip(leaves, t_leaves)):
+        if np.shape(x) != np.shape(t):
+            raise QRGInputError(f"init_params leaf {i} has shape {np.shape(x)}, but this run's parameters have "
+                                f"{np.shape(t)}; warm starts need the same model, scheme and lattice")
+        if not np.all(np.isfinite(np.asarray(x))):
+            raise QRGInputError(f"init_params leaf {i} has non-finite values")
+    return jax.tree_util.tree_unflatten(t_treedef, [jnp.asarray(x, dtype=jnp.asarray(t).dtype)
+                                                     for x, t in zip(leaves, t_leaves)])
+
+
 def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=None, resume: bool = False,
-          force: bool = False, callback=None, progress: bool = False, inject_nan_at=(), **options) -> SolveResult:
+          force: bool = False, callback=None, progress: bool = False, inject_nan_at=(), init_params=None,
+          **options) -> SolveResult:
     """Find the ground state of ``theory`` (a :class:`~qrg.Phi4`) with a learned RG-bridge flow.
 
     Options are the fields of :class:`~qrg.groundstate.config.SolveConfig` (``model``, ``scheme``,
@@ -202,6 +223,11 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     ``callback(record)`` is called after every applied step with the history record (a dict).
     ``progress``: show a tqdm progress bar with the current energy ± error.
     ``inject_nan_at``: steps whose loss and gradients are replaced by NaN (tests the recovery path).
+    ``init_params``: start the optimisation from these parameters instead of ``flow.init`` (a warm start, e.g.
+    from the trained ``result.params`` of a neighbouring coupling, as :func:`qrg.scan.scan` does); a pytree
+    with the structure and shapes of ``flow.init(...)`` (checked: QRGInputError naming init_params). The
+    optimiser state and learning-rate schedule start afresh. Not with ``resume=True`` (a resumed run
+    continues from its checkpoint).
     """
     t_start = time.perf_counter()
     if isinstance(model, str):
@@ -212,6 +238,9 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     theory = cfg.theory()
     if resume and out is None:
         raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
+    if resume and init_params is not None:
+        raise QRGInputError("init_params cannot be combined with resume=True: a resumed run continues from the "
+                            "parameters of its checkpoint")
     out = check_out(out, resume=resume, force=force)
     check_memory(cfg)
     schedule_steps = _schedule_steps(cfg, out, resume)
@@ -223,7 +252,13 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     cv_fit = ControlVariateFit(n_stein_features(theory.lattice), cfg.cv_decay) if cfg.control_variates == "stein" \
         else None
     run_ = _Run(cfg, flow, tx, root, key_init, cv_fit, schedule_steps)
-    state = run_.load(out) if resume else LoopState.create(flow.init(key_init), tx)
+    if resume:
+        state = run_.load(out)
+    else:
+        params0 = flow.init(key_init)
+        if init_params is not None:
+            params0 = check_init_params(init_params, params0)
+        state = LoopState.create(params0, tx)
     loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency), tx=tx,
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
                 checkpointer=None if out is None or not is_main_process() else (lambda s: run_.save(out, s)),

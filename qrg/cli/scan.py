@@ -1,0 +1,156 @@
+"""``qrg scan``: ground states along a line of m² at fixed λ (the Z2 transition), and Binder crossings.
+
+    qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4 --out runs/scan8            # qrg, warm-started
+    qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4 --method dmrg --out runs/dmrg8
+    qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4,-0.2 --out runs/scan8 --resume   # adds m² = -0.2
+    qrg scan --crossing runs/scan8 runs/scan16 [--plot crossing.png]
+
+Prints one table row per point as it finishes (m², E/site, ⟨M²⟩, U4, ⟨|M|⟩, the weight of the
+M > 0 peak, Var(E_loc)) and writes DIR/scan.json, scan.csv, scan.png (docs/scan.md). Negative m²
+lists must be attached to the flag: ``--m2=-1,-0.5``. ``--crossing DIR1 DIR2 ...`` prints the m² where
+the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .._validation import QRGInputError
+from . import check_out_file, parse_list
+
+# qrg solve options settable here: flag dest -> (SolveConfig field, argparse kwargs)
+_QRG_FLAGS = {
+    "model": dict(type=str, help="qrg: score model (default 'default')"),
+    "steps": dict(type=int, help="qrg: optimisation steps per point"),
+    "batch": dict(type=int, help="qrg: samples per step"),
+    "lr": dict(type=float, help="qrg: peak learning rate"),
+    "n_steps": dict(type=int, help="qrg: ODE steps in training"),
+    "eval_n_steps": dict(type=int, help="qrg: ODE steps of the final evaluation"),
+    "eval_batch": dict(type=int, help="qrg: samples of the final energy evaluation"),
+    "local_batch": dict(type=int, help="qrg: evaluation samples used for E_loc and Var(E_loc)"),
+    "beta_rg": dict(type=float, help="qrg: weight of the RG-consistency term"),
+    "systematic_batch": dict(type=int, help="qrg: samples of the ODE step-doubling check (0 = off)"),
+    "consistency_batch": dict(type=int, help="qrg: samples of the RG-consistency diagnostic (0 = off)"),
+    "checkpoint_every": dict(type=int, help="qrg: checkpoint every K steps (0 = at the end only)"),
+}
+
+
+def add_parser(sub) -> None:
+    from ..scan import METHODS
+
+    p = sub.add_parser("scan", help="ground states along a line of m² (order parameter, Binder cumulant U4)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--d", type=int, default=1, help="spatial dimensions (default 1)")
+    p.add_argument("--N", type=int, default=None, help="sites per side")
+    p.add_argument("--a", type=float, default=1.0, help="lattice spacing (default 1)")
+    p.add_argument("--lam", type=float, default=None, help="quartic coupling λ (λ/4! φ⁴)")
+    p.add_argument("--m2", default=None, help="comma-separated m² values, in the order they are solved "
+                   "(negative ones: --m2=-1,-0.5)")
+    p.add_argument("--method", default="qrg", choices=METHODS, help="qrg (default), dmrg or netket (neural ansatz)")
+    p.add_argument("--out", default=None, help="scan directory (scan.json, scan.csv, scan.png, points/)")
+    p.add_argument("--resume", action="store_true", help="keep the finished points of the scan in --out")
+    p.add_argument("--force", action="store_true", help="replace the scan that --out holds")
+    p.add_argument("--samples", type=int, default=None,
+                   help="samples the observables are measured on (qrg, netket; default 4096)")
+    p.add_argument("--seed", type=int, default=None, help="qrg, netket: PRNG seed")
+    for name, kw in _QRG_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
+    p.add_argument("--local-dims", default=None, help="dmrg: increasing comma-separated local dimensions")
+    p.add_argument("--chis", default=None, help="dmrg: increasing comma-separated bond dimensions")
+    p.add_argument("--n-iter", type=int, default=None, help="netket: VMC steps per point")
+    p.add_argument("--vmc-samples", type=int, default=None, help="netket: samples per VMC step")
+    p.add_argument("--crossing", nargs="+", default=None, metavar="DIR",
+                   help="print the Binder crossings of these scans (different N) and plot U4; no scan is run")
+    p.add_argument("--plot", default=None, help="with --crossing: the plot file (default DIR1/crossing.png)")
+    p.set_defaults(run=run)
+
+
+def _options(args) -> dict:
+    """The method's options from the flags; a flag that does not apply to --method is an error."""
+    given = {name: getattr(args, name) for name in _QRG_FLAGS if getattr(args, name) is not None}
+    dmrg = {"local_dims": parse_list("--local-dims", args.local_dims), "chis": parse_list("--chis", args.chis)}
+    dmrg = {k: v for k, v in dmrg.items() if v is not None}
+    netket = {"n_iter": args.n_iter, "n_samples": args.vmc_samples}
+    netket = {k: v for k, v in netket.items() if v is not None}
+    flag = {"local_dims": "--local-dims", "chis": "--chis", "n_iter": "--n-iter", "n_samples": "--vmc-samples",
+            **{k: "--" + k.replace("_", "-") for k in _QRG_FLAGS}}
+    own = {"qrg": given, "dmrg": dmrg, "netket": netket}
+    foreign = [flag[k] for method, opts in own.items() if method != args.method for k in opts]
+    if foreign:
+        raise QRGInputError(f"{', '.join(foreign)} do not apply to --method {args.method}")
+    options = dict(own[args.method])
+    if args.seed is not None:
+        if args.method == "dmrg":
+            raise QRGInputError("--seed does not apply to --method dmrg (deterministic)")
+        options["seed"] = args.seed
+    if args.samples is not None and args.method == "dmrg":
+        raise QRGInputError("--samples does not apply to --method dmrg (the moments are MPS expectation values)")
+    return options
+
+
+def run(args) -> int:
+    if args.crossing:
+        return _crossing(args)
+    from ..scan import scan, table_header, table_row
+
+    for flag in ("N", "lam", "m2", "out"):
+        if getattr(args, flag) is None:
+            raise QRGInputError(f"--{flag} is required (or --crossing DIR1 DIR2 ...)")
+    if args.plot is not None:
+        raise QRGInputError("--plot goes with --crossing")
+    m2_values = parse_list("--m2", args.m2, float, "numbers")
+    options = _options(args)
+    print(f"qrg scan: {args.method}, d={args.d} N={args.N} a={args.a:g} lam={args.lam:g}, "
+          f"{len(m2_values)} m² values, options {json.dumps(options)}", file=sys.stderr)
+    header = {"printed": False}
+
+    def on_point(record, kept):
+        if not header["printed"]:
+            print(table_header())
+            header["printed"] = True
+        print(table_row(record, kept), flush=True)
+
+    from ..optim.loop import RunInterrupted
+
+    try:
+        data = scan(args.d, args.N, args.lam, m2_values, method=args.method, a=args.a, out=args.out,
+                    resume=args.resume, force=args.force, options=options,
+                    n_samples=4096 if args.samples is None else args.samples, on_point=on_point)
+    except (RunInterrupted, KeyboardInterrupt):
+        print(f"qrg scan: interrupted; the finished points are in {args.out}/scan.json, continue with --resume",
+              file=sys.stderr)
+        return 130
+    bad = [p["label"] for p in data["points"] if p.get("status") not in (None, "completed")]
+    print(f"wrote {args.out}/scan.json, scan.csv, scan.png ({len(data['points'])} points)", file=sys.stderr)
+    if bad:
+        print(f"qrg scan: points {bad} did not complete (see their status)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _crossing(args) -> int:
+    import pathlib
+
+    from ..scan import crossings, plot_scans, read_scan
+
+    scans = [read_scan(d) for d in args.crossing]
+    if len(scans) < 2:
+        raise QRGInputError("--crossing needs at least two scan directories (of different N)")
+    path = check_out_file(args.plot, "--plot") if args.plot else pathlib.Path(args.crossing[0]) / "crossing.png"
+    found = crossings(scans)
+    if not found:
+        raise QRGInputError("--crossing: no two scans have the same d, a, lam and method with different N")
+    for c in found:
+        where = f"N = {c['N'][0]} and {c['N'][1]} ({c['method']}, lam = {c['lam']:g})"
+        if c["m2"] is None:
+            print(f"{where}: no crossing: {c['reason']}")
+        else:
+            err = "" if c["err"] is None else f" ± {c['err']:.2g}"
+            more = f" ({len(c['crossings'])} sign changes; the lowest m² shown)" if len(c["crossings"]) > 1 else ""
+            print(f"{where}: U4 curves cross at m² = {c['m2']:.6g}{err} (U4 = {c['U4']:.4g}, between m² = "
+                  f"{c['bracket'][0]:g} and {c['bracket'][1]:g}){more}")
+    plot_scans(scans, path, found)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
