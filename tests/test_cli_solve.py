@@ -68,10 +68,21 @@ def test_config_defaults_are_the_default_problem():
 
 
 def test_config_toml_round_trip(tmp_path):
-    cfg = SolveConfig(N=8, lam=0.0, model="gaussian", lr=3e-3, beta_rg=0.5)
-    path = tmp_path / "x.toml"
-    path.write_text(cfg.to_toml())
-    assert SolveConfig.from_toml(path) == cfg
+    for cfg in (SolveConfig(N=8, lam=0.0, model="gaussian", lr=3e-3, beta_rg=0.5), SolveConfig(collective=True)):
+        path = tmp_path / "x.toml"
+        path.write_text(cfg.to_toml())
+        assert SolveConfig.from_toml(path) == cfg
+
+
+def test_collective_option_builds_the_mean_field_channel():
+    from qrg.groundstate.ansatz import build_flow
+
+    for on in (False, True):
+        cfg = SolveConfig(N=4, m2=-0.7, lam=2.4, collective=on)
+        kernel = build_flow(cfg.theory(), cfg).model.members[1]
+        assert kernel.collective is on
+    with pytest.raises(QRGInputError, match="collective"):
+        SolveConfig(model="gaussian", collective=True)
 
 
 @pytest.mark.parametrize("text,name", [
@@ -80,6 +91,7 @@ def test_config_toml_round_trip(tmp_path):
     ("N = 4.5\n", "N"),
     ("lr = 'fast'\n", "lr"),
     ("steps = true\n", "steps"),
+    ("collective = 1\n", "collective"),
     ("model = 3\n", "model"),
     ("model = 'transformer'\n", "model"),
     ("batch = 0\n", "batch"),

@@ -49,6 +49,8 @@ _FLAGS = {
                              "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
     "estimator": dict(choices=REPORTED_ESTIMATORS,
                       help="reported estimator, fixed in advance (default cv); auto = smallest error bar"),
+    "collective": dict(action=argparse.BooleanOptionalAction,
+                       help="mean-field channel h(M, t) in the score (helps near the broken phase; default off)"),
     "devices": dict(type=int, help="devices the batch is sharded over (0 = all; default 0)"),
     "consistency": dict(choices=("dsm", "nll"), help="form of the RG-consistency term"),
     "consistency_batch": dict(type=int, help="samples per set of the RG-consistency diagnostic (0 = off)"),

@@ -49,7 +49,9 @@ class SolveConfig:
     (prior time), ODE ``solver`` with ``n_steps`` fixed steps (0 = adaptive with ``rtol``/``atol``),
     ``adjoint`` of the training solve (reverse mode), ``integrator`` ("plain" or "exponential", see
     :mod:`qrg.flow.integrators`); ``init`` the starting C_0 of the Gaussian bridge: "hartree" (the
-    best Gaussian state, self-consistent mass m² + (λ/2)<φ²>) or "default" (the model's own).
+    best Gaussian state, self-consistent mass m² + (λ/2)<φ²>) or "default" (the model's own);
+    ``collective`` adds the mean-field channel h(M, t) of :class:`~qrg.models.KernelNet` (models
+    "default" and "kernel"; measured to help in and near the broken phase, docs/scan.md).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
@@ -88,6 +90,7 @@ class SolveConfig:
     adjoint: str = "recursive"
     integrator: str = "plain"
     init: str = "hartree"
+    collective: bool = False
     # optimisation
     steps: int = 600
     batch: int = 64
@@ -144,6 +147,8 @@ class SolveConfig:
         if self.lam == 0 and self.m2 <= 0:
             raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
         self._check_names()
+        if self.collective and self.model not in ("default", "kernel", CUSTOM_MODEL):
+            raise QRGInputError(f"collective = true needs model 'default' or 'kernel' (got model {self.model!r})")
 
     def _check_names(self):
         """Every strategy name against its registry (the same lists the Python API uses)."""
@@ -229,6 +234,10 @@ def _flatten(data: dict, source: str) -> dict:
 
 
 def _coerce(name: str, value, type_name: str):
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise QRGInputError(f"{name} must be true or false (got {value!r})")
+        return value
     if type_name == "int":
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise QRGInputError(f"{name} must be an integer (got {value!r})")
@@ -252,6 +261,8 @@ def _coerce(name: str, value, type_name: str):
 
 
 def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, float):

@@ -30,8 +30,8 @@ from .result import GroundState, SolveResult
 
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
-               "adjoint", "integrator", "batch", "seed", "optimizer", "lr", "lr_final", "warmup", "grad_clip",
-               "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
+               "adjoint", "integrator", "collective", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
+               "grad_clip", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 
 def check_memory(cfg, available: int | None = None) -> None:
@@ -98,7 +98,8 @@ class _Run:
     def load(self, out) -> LoopState:
         trees, meta = ckpt.load_checkpoint(out, self.templates())
         saved = meta.get("config", {})
-        diff = [k for k in RESUME_KEYS if saved.get(k) != self.cfg.to_dict().get(k)]
+        defaults = SolveConfig().to_dict()  # a key added after the checkpoint was written has its default there
+        diff = [k for k in RESUME_KEYS if saved.get(k, defaults[k]) != self.cfg.to_dict().get(k)]
         if diff:
             raise QRGInputError(f"cannot resume: the checkpoint in {str(out)!r} was made with different "
                                 f"{diff} ({ {k: saved.get(k) for k in diff} }); pass the same configuration")
