@@ -389,36 +389,9 @@ def scan(d: int, N: int, lam: float, m2_values, *, method: str = "qrg", a: float
     from the resumed scan). Returns the scan data (the content of ``scan.json``).
     """
     s = _check_inputs(d, N, a, lam, m2_values, method, options, n_samples)
-    if resume and force:
-        raise QRGInputError("resume and force exclude each other: resume keeps the finished points, force "
-                            "replaces them")
-    if out is None:
-        raise QRGInputError("out (the scan directory) is required")
-    out = pathlib.Path(out)
-    if out.exists() and not out.is_dir():
-        raise QRGInputError(f"out {str(out)!r} exists and is not a directory")
     settings = {k: s[k] for k in SETTINGS}
-    finished: dict[str, dict] = {}
-    old_points: list[dict] = []
-    created = None
-    points_dir = out / POINTS_DIR
-    if resume:
-        if not (out / SCAN_FILE).exists():
-            raise QRGInputError(f"resume: there is no {SCAN_FILE} in {str(out)!r} to resume; start the scan "
-                                "without --resume")
-        old = read_scan(out)
-        diff = [k for k in SETTINGS if old.get(k) != settings[k]]
-        if diff:
-            raise QRGInputError(f"cannot resume the scan in {str(out)!r}: it was made with different {diff} "
-                                f"({ {k: old.get(k) for k in diff} }, now { {k: settings[k] for k in diff} }); "
-                                "pass the same settings or start a new scan (another out, or --force)")
-        old_points = list(old["points"])
-        finished = {p["label"]: p for p in old_points}
-        created = old.get("created")
-    elif not force and ((out / SCAN_FILE).exists() or (points_dir.is_dir() and any(points_dir.iterdir()))):
-        raise QRGInputError(f"out {str(out)!r} holds a scan ({SCAN_FILE} or {POINTS_DIR}/): continue it with "
-                            "resume (--resume) or replace it with force (--force)")
-    check_writable_dir(out, "out")
+    out, old_points, created = _open_scan(out, settings, resume=resume, force=force)
+    finished = {p["label"]: p for p in old_points}
     data = {"format": FORMAT_VERSION, **settings,
             "created": created or time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "machine": _machine(), "points": []}
@@ -439,28 +412,8 @@ def scan(d: int, N: int, lam: float, m2_values, *, method: str = "qrg", a: float
                 on_point(finished[label], True)
             prev = {"label": label, "params": None, "status": finished[label].get("status")}
             continue
-        t0 = time.perf_counter()
-        if method == "qrg":
-            point_dir = points_dir / label
-            from .optim.checkpoint import has_checkpoint
-
-            continue_point = resume and has_checkpoint(point_dir)
-            warm = None if continue_point else _warm_start(out, prev)
-            rec, params, status = _run_qrg(theory, label, point_dir, s["options"], s["n_samples"], warm,
-                                           continue_point=continue_point, replace=resume or force)
-        elif method == "dmrg":
-            rec, params, status = _run_dmrg(theory, s["options"])
-        else:
-            rec, params, status = _run_netket(theory, s["options"], s["n_samples"])
-        n_sites = theory.lattice.n_sites
-        energy, energy_err = rec.pop("energy"), rec.pop("energy_err")
-        r = records[label] = {
-            "label": label, "m2": m2, "lam": s["lam"], "method": method,
-            "energy": energy, "energy_err": energy_err,
-            "energy_per_site": None if energy is None else energy / n_sites,
-            "energy_per_site_err": None if energy_err is None else energy_err / n_sites,
-            **rec, "wall_time_s": time.perf_counter() - t0,
-        }
+        r, params, status = _compute_point(s, m2, label, theory, out, prev, resume=resume, force=force)
+        records[label] = r
         data["points"] = points()
         _write(out, data)
         if on_point is not None:
@@ -469,6 +422,67 @@ def scan(d: int, N: int, lam: float, m2_values, *, method: str = "qrg", a: float
     data["points"] = points()
     _write(out, data)
     return data
+
+
+def _open_scan(out, settings: dict, *, resume: bool, force: bool):
+    """(out as a writable directory, the points of the scan being resumed, its creation time). A directory
+    holding another scan is refused unless ``resume`` (with the same settings) or ``force``."""
+    if resume and force:
+        raise QRGInputError("resume and force exclude each other: resume keeps the finished points, force "
+                            "replaces them")
+    if out is None:
+        raise QRGInputError("out (the scan directory) is required")
+    out = pathlib.Path(out)
+    if out.exists() and not out.is_dir():
+        raise QRGInputError(f"out {str(out)!r} exists and is not a directory")
+    old_points: list[dict] = []
+    created = None
+    points_dir = out / POINTS_DIR
+    if resume:
+        if not (out / SCAN_FILE).exists():
+            raise QRGInputError(f"resume: there is no {SCAN_FILE} in {str(out)!r} to resume; start the scan "
+                                "without --resume")
+        old = read_scan(out)
+        diff = [k for k in SETTINGS if old.get(k) != settings[k]]
+        if diff:
+            raise QRGInputError(f"cannot resume the scan in {str(out)!r}: it was made with different {diff} "
+                                f"({ {k: old.get(k) for k in diff} }, now { {k: settings[k] for k in diff} }); "
+                                "pass the same settings or start a new scan (another out, or --force)")
+        old_points = list(old["points"])
+        created = old.get("created")
+    elif not force and ((out / SCAN_FILE).exists() or (points_dir.is_dir() and any(points_dir.iterdir()))):
+        raise QRGInputError(f"out {str(out)!r} holds a scan ({SCAN_FILE} or {POINTS_DIR}/): continue it with "
+                            "resume (--resume) or replace it with force (--force)")
+    check_writable_dir(out, "out")
+    return out, old_points, created
+
+
+def _compute_point(s: dict, m2: float, label: str, theory, out: pathlib.Path, prev, *, resume: bool, force: bool):
+    """(record, trained params or None, status) of one point with the scan's method (module docstring)."""
+    t0 = time.perf_counter()
+    method = s["method"]
+    if method == "qrg":
+        from .optim.checkpoint import has_checkpoint
+
+        point_dir = out / POINTS_DIR / label
+        continue_point = resume and has_checkpoint(point_dir)
+        warm = None if continue_point else _warm_start(out, prev)
+        rec, params, status = _run_qrg(theory, label, point_dir, s["options"], s["n_samples"], warm,
+                                       continue_point=continue_point, replace=resume or force)
+    elif method == "dmrg":
+        rec, params, status = _run_dmrg(theory, s["options"])
+    else:
+        rec, params, status = _run_netket(theory, s["options"], s["n_samples"])
+    n_sites = theory.lattice.n_sites
+    energy, energy_err = rec.pop("energy"), rec.pop("energy_err")
+    record = {
+        "label": label, "m2": m2, "lam": s["lam"], "method": method,
+        "energy": energy, "energy_err": energy_err,
+        "energy_per_site": None if energy is None else energy / n_sites,
+        "energy_per_site_err": None if energy_err is None else energy_err / n_sites,
+        **rec, "wall_time_s": time.perf_counter() - t0,
+    }
+    return record, params, status
 
 
 def _warm_start(out: pathlib.Path, prev) -> dict | None:
