@@ -45,6 +45,8 @@ _FLAGS = {
                              help="zero-mean Stein control variates in the training energy (default stein)"),
     "eval_batch": dict(type=int, help="samples of the final evaluation"),
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
+    "eval_max_batch": dict(type=int, help="cap of the evaluation's growth while the tails of the energy or E_loc "
+                           "are not resolved (default 8192; 0 = no growth)"),
     "systematic_batch": dict(type=int, help="paired samples of the ODE step-doubling error estimate "
                              "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
     "estimator": dict(choices=REPORTED_ESTIMATORS,

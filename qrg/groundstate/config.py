@@ -63,6 +63,11 @@ class SolveConfig:
     Evaluation: the reported ``estimator`` ("cv", "ibp", "local", fixed in advance; or "auto": the
     smallest error bar on the evaluation samples) on ``eval_batch`` fresh samples (the local energy on the first ``local_batch`` of them) drawn with ``eval_n_steps`` ODE steps (0 = as in training;
     more steps than in training make the final numbers those of the continuous-time flow), ``laplacian`` method for E_loc, ``n_probes`` Hutchinson probes;
+    while the tails of the reported estimator or of E_loc are not resolved (:func:`qrg.stats.tail_diagnostics`)
+    fresh samples are added, doubling, up to ``eval_max_batch`` energy samples and the same factor
+    eval_max_batch / eval_batch times ``local_batch`` E_loc samples (:func:`qrg.groundstate.evaluation.evaluate`;
+    0 or ≤ eval_batch = no growth; default 8192, chosen by measurement in docs/solver.md; unresolved
+    tails are reported as warnings);
     ``systematic_batch`` paired samples of the step-doubling estimate of the ODE discretisation
     error (:func:`qrg.groundstate.evaluation.discretisation_check`: eval_n_steps against
     2·eval_n_steps; 0 = off); ``consistency_batch`` samples per set and time of the RG-consistency
@@ -108,6 +113,7 @@ class SolveConfig:
     # evaluation
     estimator: str = "cv"
     eval_batch: int = 4096
+    eval_max_batch: int = 8192
     eval_n_steps: int = 32
     local_batch: int = 1024
     laplacian: str = "auto"
@@ -129,7 +135,7 @@ class SolveConfig:
         if self.seed >= 2**63:
             raise QRGInputError(f"seed must be an integer in [0, 2**63) (got {self.seed})")
         for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
-                     "consistency_batch", "devices"):
+                     "consistency_batch", "devices", "eval_max_batch"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):

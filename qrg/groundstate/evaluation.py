@@ -14,25 +14,148 @@ from .ansatz import draw, laplacians
 from .estimators import ESTIMATORS, estimate_energy, fit_control_variates, ibp_energy, local_energy, resolve_laplacian_method, stein_features
 
 
+#: folded into the evaluation key for the fresh samples of growth round r (round 0 uses the key itself)
+_GROWTH_KEY = 0x7A11
+
+
+def reported_estimator(estimates: dict, wanted: str) -> str:
+    """The estimator whose estimate is reported: ``wanted`` ("cv", "ibp", "local") if it was evaluated, else
+    "ibp"; ``"auto"`` takes the one with the smallest error bar (a choice made after the fact)."""
+    if wanted == "auto":
+        return min(estimates, key=lambda k: estimates[k].err)
+    return wanted if wanted in estimates else "ibp"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizing:
+    """How :func:`evaluate` sized its sample.
+
+    It starts with ``eval_batch`` samples (E_loc on the first ``local_batch``) and, while the
+    :func:`~qrg.stats.tail_diagnostics` of the reported estimator (``estimator``) or of E_loc are not
+    resolved but projected to be within the cap (``TailDiagnostics.samples_needed``), adds as many
+    fresh, independent samples again (doubling) for the one that is not, up to ``max_batch`` energy
+    samples and ``max_local`` E_loc samples. ``rounds`` growth rounds were done;
+    the final sample has ``n_samples`` and ``n_local``. Samples are only ever added, never dropped.
+    """
+
+    estimator: str
+    eval_batch: int
+    local_batch: int
+    max_batch: int
+    max_local: int
+    rounds: int
+    n_samples: int
+    n_local: int
+
+    @property
+    def grown(self) -> bool:
+        return self.rounds > 0
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "grown": self.grown}
+
+
+def grow_until_resolved(draw, local, estimate, needs, n: int, m: int, max_n: int, max_m: int):
+    """The sizing loop of :func:`evaluate`, independent of flows (unit-testable with any sampler).
+
+    ``draw(r, k)``: k fresh samples (a tuple of arrays, samples on axis 0) for round r (0 = the first
+    batch); ``local(r, samples)``: per-sample local data (the Laplacians) of the given samples, in
+    round r; ``estimate(samples, local_values)``: the statistics of all samples, with the local data
+    belonging to the first ``len(local_values)`` samples; ``needs(stats)`` -> (more energy samples?,
+    more local samples?). Starts with n samples (local data on the first m ≤ n; m = 0: none) and
+    doubles n (m) while ``needs`` asks for it and n < max_n (m < max_m ≤ max_n). Local data go to the
+    samples after the first m (drawn first if there are not enough), so they are always the first m.
+    Returns (stats, rounds, n, m).
+    """
+    import jax.numpy as jnp
+
+    samples = draw(0, n)
+    values = local(0, tuple(a[:m] for a in samples)) if m else None
+    stats = estimate(samples, values)
+    rounds = 0
+    while True:
+        more_n, more_m = needs(stats)
+        more_n = bool(more_n) and n < max_n
+        more_m = bool(more_m) and 0 < m < max_m
+        if not (more_n or more_m):
+            return stats, rounds, n, m
+        rounds += 1
+        add_m = min(m, max_m - m) if more_m else 0
+        target = max(min(2 * n, max_n) if more_n else n, m + add_m)
+        if target > n:
+            samples = tuple(jnp.concatenate([a, b]) for a, b in zip(samples, draw(rounds, target - n)))
+            n = target
+        if add_m:
+            values = jnp.concatenate([values, local(rounds, tuple(a[m:m + add_m] for a in samples))])
+            m += add_m
+        stats = estimate(samples, values)
+
+
 def evaluate(flow, params, theory, key, n: int, *, laplacian: str = "auto", n_probes: int = 4,
-             chunk_size: int = 512, laplacian_chunk: int = 256, local_batch: int | None = None):
+             chunk_size: int = 512, laplacian_chunk: int = 256, local_batch: int | None = None,
+             max_batch: int | None = None, max_local: int | None = None, estimator: str = "cv"):
     """:class:`~qrg.groundstate.estimators.EnergyStats` of the trained flow on ``n`` fresh samples.
 
     The local energy (which needs Δ log p: one second derivative through the ODE per site, or
     per Hutchinson probe) uses the first ``local_batch`` samples (all if None).
+
+    Sizing (:class:`Sizing`, kept in ``EnergyStats.sizing``): while the tail diagnostics
+    (:func:`~qrg.stats.tail_diagnostics`) of the reported ``estimator`` (see :func:`reported_estimator`)
+    or of E_loc are not resolved, and their ``samples_needed`` is within the cap, fresh independent
+    samples are added, doubling the sample, up to ``max_batch`` samples (None or ≤ n: no growth) and
+    ``max_local`` E_loc samples (default local_batch · max_batch / n, the same factor). Tails projected
+    to need more than the cap are not grown for (the cap would not resolve them; E_loc costs one
+    second derivative through the ODE per site and sample): they stay unresolved, and
+    :attr:`~qrg.groundstate.result.SolveResult.warnings` says so. Without growth the result is that of
+    the first ``n`` samples alone (the same numbers as an evaluation that cannot grow).
     """
     k_sample, k_lap = jax.random.split(key)
-    phi, g = draw(flow, params, k_sample, n, chunk_size)
     method = resolve_laplacian_method(laplacian, theory.lattice)
-    lap = None
-    if method != "none":
-        n_loc = n if local_batch is None else min(local_batch, n)
-        lap = laplacians(flow, params, phi[:n_loc], k_lap, method, n_probes, laplacian_chunk)
-    try:
-        return estimate_energy(theory, phi, g, laplacian_values=lap, laplacian=method)
-    except FloatingPointError as err:
-        raise RuntimeError(f"the trained flow produced non-finite values on evaluation ({err}); "
-                           "try a smaller learning rate or more ODE steps") from None
+    m = 0 if method == "none" else (n if local_batch is None else min(local_batch, n))
+    max_n = max(n, int(max_batch or 0))
+    if max_local is None:
+        max_local = m * max_n // n
+    max_m = min(max(m, int(max_local)), max_n)
+
+    def round_keys(r):
+        if r == 0:
+            return k_sample, k_lap
+        return tuple(jax.random.split(jax.random.fold_in(jax.random.fold_in(key, _GROWTH_KEY), r)))
+
+    # growth rounds reuse the chunk shapes of the first batch (no new compilation)
+    def draw_batch(r, k):
+        return draw(flow, params, round_keys(r)[0], k, chunk_size if r == 0 else min(chunk_size, n))
+
+    def local_batch_values(r, samples):
+        return laplacians(flow, params, samples[0], round_keys(r)[1], method, n_probes,
+                          laplacian_chunk if r == 0 else min(laplacian_chunk, m))
+
+    def estimate(samples, lap):
+        try:
+            return estimate_energy(theory, *samples, laplacian_values=lap, laplacian=method)
+        except FloatingPointError as err:
+            raise RuntimeError(f"the trained flow produced non-finite values on evaluation ({err}); "
+                               "try a smaller learning rate or more ODE steps") from None
+
+    def needs(stats):
+        return tuple(_worth_growing(st, cap) for st, cap in zip(_watched(stats, estimator), (max_n, max_m)))
+
+    stats, rounds, n_final, m_final = grow_until_resolved(draw_batch, local_batch_values, estimate, needs, n, m,
+                                                          max_n, max_m)
+    sizing = Sizing(estimator=estimator, eval_batch=n, local_batch=m, max_batch=max_n, max_local=max_m,
+                    rounds=rounds, n_samples=n_final, n_local=m_final)
+    return dataclasses.replace(stats, sizing=sizing)
+
+
+def _watched(stats, estimator: str):
+    """(Stats of the reported estimator, Stats of E_loc or None): the ones the evaluation is sized for."""
+    return stats.estimates[reported_estimator(stats.estimates, estimator)], stats.local
+
+
+def _worth_growing(st, cap: int) -> bool:
+    """Tails not resolved, and projected to be resolved within ``cap`` samples (TailDiagnostics.samples_needed)."""
+    t = None if st is None else st.tails
+    return t is not None and not t.resolved and t.samples_needed <= cap
 
 
 @dataclasses.dataclass

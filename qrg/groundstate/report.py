@@ -11,6 +11,7 @@ import numpy as np
 
 from ..optim.checkpoint import atomic_write_text
 from ..stats import format_value_error
+from .estimators.summary import format_variance
 
 
 def result_json(result) -> dict:
@@ -29,6 +30,9 @@ def result_json(result) -> dict:
         "energy_total_err": result.total_error,
         "discretisation": None if result.discretisation is None else result.discretisation.to_json(),
         "variance": result.variance,
+        "variance_err": result.variance_err,
+        "tails": result.stats.tails(),
+        "warnings": result.warnings,
         "phi2": result.stats.phi2.mean,
         "phi2_err": result.stats.phi2.err,
         "abs_m": result.stats.abs_m.mean,
@@ -43,6 +47,8 @@ def result_json(result) -> dict:
         "laplacian": result.stats.laplacian,
         "eval_samples": result.stats.ibp.n_samples,
         "local_energy_samples": None if result.stats.local is None else result.stats.local.n_samples,
+        "eval_grown": None if result.stats.sizing is None else result.stats.sizing.grown,
+        "eval_sizing": None if result.stats.sizing is None else result.stats.sizing.to_json(),
         "steps": result.steps_done,
         "status": result.status,
         "wall_time_s": result.wall_time_s,
@@ -124,11 +130,13 @@ def save(result, directory) -> None:
 
 
 def summary(result) -> str:
-    """The one-line summary printed by ``qrg solve``."""
+    """The summary printed by ``qrg solve``: one line, then the RG-consistency line and one ``WARNING:`` line
+    per unresolved tail (:attr:`SolveResult.warnings`)."""
     e = result.energy
     s = (f"E = {format_value_error(e.mean, e.err)}  ({result.estimator} estimator, "
          f"{e.n_samples} samples), E/N^d = {e.mean / result.theory.lattice.n_sites:.8g}, "
-         + (f"Var(E_loc) = {result.variance:.3g}" if result.variance is not None else "Var(E_loc) not computed"))
+         + (f"Var(E_loc) = {format_variance(result.variance, result.variance_err)}" if result.variance is not None
+            else "Var(E_loc) not computed"))
     if result.systematic is not None:
         d = result.discretisation
         s += f", ODE systematic {result.systematic:.2g} ({d.n_steps} vs {d.n_steps_fine} steps)"
@@ -136,4 +144,6 @@ def summary(result) -> str:
         s += f", exact E0 = {result.reference:.10g} (rel. err {result.relative_error:.2e})"
     if result.consistency is not None:
         s += "\n" + str(result.consistency)
+    for line in result.warnings:
+        s += "\nWARNING: " + line
     return s

@@ -10,7 +10,7 @@ from ..stats import Stats
 from .config import SolveConfig
 from .consistency import ConsistencyReport
 from .estimators import EnergyStats
-from .evaluation import DiscretisationCheck
+from .evaluation import DiscretisationCheck, reported_estimator
 
 
 @dataclasses.dataclass
@@ -62,7 +62,8 @@ class SolveResult(GroundState):
     ``energy`` is the reported estimate: of the unbiased estimators in ``stats.estimates``
     (integrated by parts, the same with cross-fitted Stein control variates, the local energy)
     the one with the smallest error bar on the final evaluation batch (``estimator`` says which).
-    ``variance`` = Var(E_loc) (None if the local energy was not computed).
+    ``variance`` = Var(E_loc) (None if the local energy was not computed), ``variance_err`` its error;
+    ``warnings``: the tails of the reported estimator or of E_loc that the evaluation did not resolve.
     Writers (``to_json``, ``save``, ``history_csv``, ``plot_energy``) are in :mod:`qrg.groundstate.report`.
     """
 
@@ -88,10 +89,7 @@ class SolveResult(GroundState):
         variates; "ibp" if too few samples made it unavailable); ``"auto"`` takes the one with the
         smallest error bar on the evaluation samples, a choice made after the fact (disclosed in
         result.json as ``estimator_rule``)."""
-        est, wanted = self.stats.estimates, self.config.estimator
-        if wanted == "auto":
-            return min(est, key=lambda k: est[k].err)
-        return wanted if wanted in est else "ibp"
+        return reported_estimator(self.stats.estimates, self.config.estimator)
 
     @property
     def energy(self) -> Stats:
@@ -114,6 +112,36 @@ class SolveResult(GroundState):
     @property
     def variance(self) -> float | None:
         return self.stats.variance
+
+    @property
+    def variance_err(self) -> float | None:
+        """Error of Var(E_loc) from its fourth moment (None if the local energy was not computed)."""
+        return self.stats.variance_err
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per unresolved tail (:func:`~qrg.stats.tail_diagnostics`) of the reported estimator
+        and of E_loc at the final sample size, naming what to raise; empty when both are resolved."""
+        cfg, sizing = self.config, self.stats.sizing
+        watch = [(f"E ({self.estimator} estimator)", self.energy, "eval_batch",
+                  None if sizing is None else (sizing.eval_batch, sizing.max_batch))]
+        if self.stats.local is not None and self.estimator != "local":
+            watch.append(("Var(E_loc)", self.stats.local, "local_batch",
+                          None if sizing is None else (sizing.local_batch, sizing.max_local)))
+        out = []
+        for label, st, field, sizes in watch:
+            t = st.tails
+            if t is None or t.resolved:
+                continue
+            where = f"{t.n_samples} samples"
+            if sizes is not None and t.n_samples > sizes[0]:
+                where += f" (grown from {field} = {sizes[0]})"
+            what = "energy" if field == "eval_batch" else "E_loc"
+            cap = "" if sizes is None else f": at most {sizes[1]} {what} samples"
+            out.append(f"{label}: tails not resolved on {where}: {t.reason}; its error bar may be too small. "
+                       f"Projected need ~{t.samples_needed} samples (fewer than needed if the tail is heavier): "
+                       f"raise eval_max_batch (now {cfg.eval_max_batch}{cap}) or {field} (now {getattr(cfg, field)})")
+        return out
 
     @property
     def relative_error(self) -> float | None:

@@ -40,7 +40,8 @@ def check_memory(cfg, available: int | None = None) -> None:
     Estimate (bytes, float64): the training solve keeps the augmented state (3 fields) at every
     stage of every step for the reverse pass, 8 · sites · batch · 3 · 4 · n_steps, and the evaluation
     draws chunks of 512 and keeps the eval_batch fields with their scores, 8 · sites · (2 eval_batch
-    + 512 · 12 · eval_n_steps); the estimate must stay below 80 % of the physical memory.
+    + 512 · 12 · eval_n_steps), or eval_max_batch of them if the evaluation may grow that far; the
+    estimate must stay below 80 % of the physical memory.
     """
     import os
 
@@ -49,9 +50,12 @@ def check_memory(cfg, available: int | None = None) -> None:
     sites = cfg.N**cfg.d
     steps = max(cfg.n_steps, 1)
     train = 8 * sites * cfg.batch * 12 * steps
-    evaluation = 8 * sites * (2 * cfg.eval_batch + 512 * 12 * max(cfg.eval_n_steps, steps))
+    def evaluation(n):
+        return 8 * sites * (2 * n + 512 * 12 * max(cfg.eval_n_steps, steps))
+
     limit = 0.8 * available
-    for name, need in (("batch", train), ("eval_batch", evaluation)):
+    for name, need in (("batch", train), ("eval_batch", evaluation(cfg.eval_batch)),
+                       ("eval_max_batch", evaluation(max(cfg.eval_batch, cfg.eval_max_batch)))):
         if need > limit:
             raise QRGInputError(f"a d={cfg.d}, N={cfg.N} lattice ({sites} sites) with {name} = {getattr(cfg, name)} "
                                 f"needs about {need / 2**30:.3g} GiB, more than this machine's "
@@ -171,7 +175,8 @@ def _evaluate(flow, params, theory, cfg, key_eval):
     if cfg.eval_n_steps and cfg.eval_n_steps != cfg.n_steps:
         flow = flow.replace(n_steps=cfg.eval_n_steps)
     stats = evaluate(flow, params, theory, key_eval, cfg.eval_batch, laplacian=cfg.laplacian,
-                     n_probes=cfg.n_probes, local_batch=cfg.local_batch)
+                     n_probes=cfg.n_probes, local_batch=cfg.local_batch, max_batch=cfg.eval_max_batch,
+                     estimator=cfg.estimator)
     check = None
     if cfg.systematic_batch:
         # the local energy's check costs second derivatives: only when it can be the reported estimator

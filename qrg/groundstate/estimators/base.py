@@ -8,10 +8,12 @@ one file with a subclass of :class:`EnergyEstimator` registered in ``ESTIMATORS`
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ...registry import Registry
-from ...stats import Stats, statistics
+from ...stats import Stats, statistics, tail_diagnostics
 
 #: energy estimators by name ("ibp", "cv", "local"); members are EnergyEstimator instances
 ESTIMATORS: Registry = Registry("energy estimator")
@@ -32,10 +34,20 @@ class EnergyEstimator:
         raise NotImplementedError
 
 
-def finite_stats(x, name: str) -> Stats:
-    """Statistics of independent samples ``x``; non-finite values raise FloatingPointError naming ``name``."""
+def finite_stats(x, name: str, *, tails: bool = False) -> Stats:
+    """Statistics of independent samples ``x``; non-finite values raise FloatingPointError naming ``name``.
+
+    ``tails``: attach :func:`~qrg.stats.tail_diagnostics` (the error of the variance and the weight of
+    the largest deviations) as ``Stats.tails``; the energy estimators do, for their per-sample values.
+    """
     x = np.asarray(x, dtype=float)
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
         raise FloatingPointError(f"{bad} of {x.size} samples of {name} are not finite")
-    return statistics(x, correlated=False)
+    return with_tails(statistics(x, correlated=False), x) if tails else statistics(x, correlated=False)
+
+
+def with_tails(st: Stats, x) -> Stats:
+    """``st`` with the :func:`~qrg.stats.tail_diagnostics` of its independent samples ``x`` (n ≥ 2)."""
+    x = np.asarray(x, dtype=float).reshape(-1)
+    return dataclasses.replace(st, tails=tail_diagnostics(x)) if x.size >= 2 else st

@@ -29,7 +29,7 @@ class IntegratedByParts(EnergyEstimator):
     label = "integrated by parts"
 
     def estimate(self, theory, phi, score, laplacian=None):
-        return finite_stats(ibp_energy(theory, phi, score), "the energy")
+        return finite_stats(ibp_energy(theory, phi, score), "the energy", tails=True)
 
 
 ESTIMATORS.register("ibp", IntegratedByParts())

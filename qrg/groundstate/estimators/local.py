@@ -20,7 +20,7 @@ import numpy as np
 
 from ...registry import Registry
 from ...stats import statistics
-from .base import ESTIMATORS, EnergyEstimator
+from .base import ESTIMATORS, EnergyEstimator, with_tails
 
 #: lattices with at most this many sites get the exact Laplacian by default
 EXACT_LAPLACIAN_MAX_SITES = 64
@@ -120,7 +120,7 @@ class LocalEnergy(EnergyEstimator):
         e_loc = np.asarray(local_energy(theory, phi[:m], score[:m], laplacian))
         if not np.all(np.isfinite(e_loc)):
             return None
-        return statistics(e_loc, correlated=False)
+        return with_tails(statistics(e_loc, correlated=False), e_loc)
 
 
 ESTIMATORS.register("local", LocalEnergy())

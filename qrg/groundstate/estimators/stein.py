@@ -131,7 +131,7 @@ def control_variate_energy(values, features, *, folds: int = 2) -> Stats:
         rest = np.concatenate([q for j, q in enumerate(parts) if j != i])
         c = fit_control_variates(y[rest], H[rest])
         resid[idx] = y[idx] - H[idx] @ c
-    return finite_stats(resid, "the control-variate energy")
+    return finite_stats(resid, "the control-variate energy", tails=True)
 
 
 class ControlVariateFit:

@@ -23,6 +23,10 @@ class EnergyStats:
     control variates; "local": E_loc, whose ``variance`` is Var(E_loc), the zero-variance quality
     diagnostic). ``phi2`` = ⟨φ(n)²⟩ (site average), ``abs_m`` = ⟨|M|⟩ with M = N^-d Σ_n φ(n);
     ``laplacian``: how Δ log p was computed ("none" if it was not; a failed one says so).
+    Every estimate carries ``Stats.tails`` (:func:`~qrg.stats.tail_diagnostics` of its per-sample
+    values: the error of its variance, the weight of the top 0.1 %, resolved or not). ``sizing``:
+    how :func:`qrg.groundstate.evaluation.evaluate` grew the sample to resolve them (None if it did not
+    size it).
     """
 
     estimates: dict
@@ -30,6 +34,7 @@ class EnergyStats:
     abs_m: Stats
     n_sites: int
     laplacian: str = "none"
+    sizing: object = None  # qrg.groundstate.evaluation.Sizing
 
     @property
     def ibp(self) -> Stats:
@@ -48,11 +53,20 @@ class EnergyStats:
         """Var(E_loc); None when the local energy was not computed."""
         return None if self.local is None else self.local.variance
 
+    @property
+    def variance_err(self) -> float | None:
+        """Error of Var(E_loc) from its fourth moment; None when the local energy was not computed."""
+        return None if self.local is None else self.local.variance_err
+
+    def tails(self) -> dict:
+        """{estimator: TailDiagnostics.to_dict()} of every estimate's per-sample values."""
+        return {name: st.tails.to_dict() for name, st in self.estimates.items() if st.tails is not None}
+
     def to_dict(self) -> dict:
         out = {"energy_ibp": self.ibp.mean, "energy_ibp_err": self.ibp.err, "energy_ibp_variance": self.ibp.variance,
-               "variance": self.variance, "laplacian": self.laplacian, "phi2": self.phi2.mean,
-               "phi2_err": self.phi2.err, "abs_m": self.abs_m.mean, "abs_m_err": self.abs_m.err,
-               "n_samples": self.ibp.n_samples}
+               "variance": self.variance, "variance_err": self.variance_err, "laplacian": self.laplacian,
+               "phi2": self.phi2.mean, "phi2_err": self.phi2.err, "abs_m": self.abs_m.mean, "abs_m_err": self.abs_m.err,
+               "n_samples": self.ibp.n_samples, "tails": self.tails()}
         for name, st in self.estimates.items():
             if name != "ibp":
                 out[f"energy_{name}"], out[f"energy_{name}_err"] = st.mean, st.err
@@ -61,8 +75,15 @@ class EnergyStats:
     def __str__(self) -> str:
         s = ", ".join(f"E_{name} = {format_value_error(st.mean, st.err)}" for name, st in self.estimates.items())
         if self.variance is not None:
-            s += f", Var(E_loc) = {self.variance:.3g}"
+            s += f", Var(E_loc) = {format_variance(self.variance, self.variance_err)}"
         return s + f", <φ²> = {format_value_error(self.phi2.mean, self.phi2.err)}"
+
+
+def format_variance(var: float, err: float | None) -> str:
+    """``1.75e-04 ± 1.1e-05``: a variance with its error bar (three significant digits without one)."""
+    if err is None or not (err > 0):
+        return f"{var:.3g}"
+    return f"{var:.3g} ± {err:.2g}"
 
 
 def _check_samples(lat, phi, score):
