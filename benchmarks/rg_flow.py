@@ -113,6 +113,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--options", default="{}", help="JSON dict of extra qrg.solve options")
     p.add_argument("--out", default="benchmarks/rg_flow")
+    p.add_argument("--tag", default=None, help="output name OUT/<part>_<tag>.json (default: the options)")
     args = p.parse_args(argv)
     options = json.loads(args.options)
     out = pathlib.Path(args.out)
@@ -123,7 +124,8 @@ def main(argv=None):
         rec = compare_chain(N, args.seed, args.n, options) if args.part == "chains" else compare_site(N, args.seed, options)
         records.append(rec)
         print(json.dumps({k: v for k, v in rec.items() if k not in ("per_t",)}, default=str)[:2000])
-    path = out / f"{args.part}{'_' + args.options.replace(' ', '') if options else ''}.json"
+    suffix = args.tag if args.tag else (args.options.replace(' ', '') if options else '')
+    path = out / f"{args.part}{'_' + suffix if suffix else ''}.json"
     path.write_text(json.dumps({"machine": machine(), "records": records}, indent=1) + "\n")
     print(f"wrote {path}")
 

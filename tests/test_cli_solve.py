@@ -78,11 +78,17 @@ def test_collective_option_builds_the_mean_field_channel():
     from qrg.groundstate.ansatz import build_flow
 
     for on in (False, True):
-        cfg = SolveConfig(N=4, m2=-0.7, lam=2.4, collective=on)
+        cfg = SolveConfig(N=4, m2=-0.7, lam=2.4, collective=on, growth=not on)
         kernel = build_flow(cfg.theory(), cfg).model.members[1]
-        assert kernel.collective is on
-    with pytest.raises(QRGInputError, match="collective"):
-        SolveConfig(model="gaussian", collective=True)
+        assert kernel.collective is on and kernel.growth is (not on)
+        assert kernel.n_features == 2 + kernel.n_sin + int(not on)
+    for name in ("collective", "growth"):
+        with pytest.raises(QRGInputError, match=name):
+            SolveConfig(model="gaussian", **{name: True})
+    from qrg.cli import build_parser
+
+    args = build_parser().parse_args(["solve", "--growth", "--rg-batch", "256"])
+    assert (args.growth, args.rg_batch) == (True, 256)
 
 
 @pytest.mark.parametrize("text,name", [
@@ -92,6 +98,7 @@ def test_collective_option_builds_the_mean_field_channel():
     ("lr = 'fast'\n", "lr"),
     ("steps = true\n", "steps"),
     ("collective = 1\n", "collective"),
+    ("growth = 'yes'\n", "growth"),
     ("model = 3\n", "model"),
     ("model = 'transformer'\n", "model"),
     ("batch = 0\n", "batch"),

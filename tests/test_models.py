@@ -10,7 +10,7 @@ from qrg.models import Composite, EFTScore, GaussianBridge, KernelNet, make_mode
 from qrg.models.base import hypercubic_orbits
 
 LATTICES = [(1, 5), (2, 3)]
-MODEL_NAMES = ["gaussian", "eft", "kernel", "default", "default_collective"]
+MODEL_NAMES = ["gaussian", "eft", "kernel", "default", "default_collective", "kernel_growth"]
 
 
 def _perturb(params, key, scale=0.3):
@@ -26,8 +26,9 @@ def _setup(name, d, N, key, scheme="carosso", **kw):
     lat = qrg.Lattice(d, N, a=0.8)
     sch = qrg.make_scheme(scheme, lat, M=1.0)
     kw = dict(kw)
-    if name.endswith("_collective"):  # KernelNet with its mean-field channel h(M, t)
-        name, kw["collective"] = name[: -len("_collective")], True
+    for option in ("collective", "growth"):  # KernelNet with its mean-field channel h(M, t) / φ sqrt(1 + φ²) feature
+        if name.endswith("_" + option):
+            name, kw[option] = name[: -len(option) - 1], True
     if name != "gaussian":
         kw.setdefault("out_scale", 1.0)
     model = make_model(name, lat, sch, **kw)

@@ -342,3 +342,25 @@ def test_result_reports_the_discretisation_systematic(straight_run):
     assert "ODE systematic" in str(res)
     off = solve(TINY_THEORY, systematic_batch=0, **_tiny(TINY_THEORY, steps=1))
     assert off.discretisation is None and off.systematic is None and off.total_error == off.energy.err
+
+
+def test_consistency_times_are_stratified_and_samples_reused(key):
+    """The kernel times cover [t_min, T] one per equal sub-interval; rg_batch > batch reuses each φ_0."""
+    from qrg.groundstate.objective import _kernel_times, _repeat_to
+
+    class _Flow:
+        T = 2.0
+
+    n = 64
+    t = np.sort(np.asarray(_kernel_times(_Flow, key, n, 1e-3)))
+    t_min = 2e-3
+    edges = t_min + (2.0 - t_min) * np.arange(n + 1) / n
+    assert np.all((t >= edges[:-1]) & (t <= edges[1:]))  # exactly one time in each stratum
+    t2 = np.asarray(_kernel_times(_Flow, jax.random.fold_in(key, 1), n, 1e-3))
+    assert not np.allclose(np.sort(t2), t)  # fresh draws within the strata
+    phi0 = jnp.arange(5.0 * 3).reshape(5, 3)
+    rep = np.asarray(_repeat_to(phi0, 12))
+    assert rep.shape == (12, 3)
+    np.testing.assert_array_equal(rep[:5], phi0)
+    np.testing.assert_array_equal(rep[5:10], phi0)
+    np.testing.assert_array_equal(rep[10:], phi0[:2])

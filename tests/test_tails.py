@@ -182,7 +182,8 @@ def test_no_growth_without_a_cap_above_the_batch():
 
 # ---------------------------------------------------------------------------- config
 def test_eval_max_batch_config_field(tmp_path):
-    assert SolveConfig().eval_max_batch == 8192
+    assert SolveConfig().eval_max_batch == 0 and SolveConfig().eval_cap == 8192
+    assert SolveConfig(eval_batch=128).eval_cap == 256 and SolveConfig(eval_max_batch=100).eval_cap == 100
     assert SolveConfig(eval_max_batch=0).eval_max_batch == 0
     for bad, match in ((-1, "eval_max_batch must be an integer >= 0"), (2.5, "eval_max_batch must be an integer"),
                        ("many", "eval_max_batch must be an integer")):
@@ -195,7 +196,7 @@ def test_eval_max_batch_config_field(tmp_path):
     with pytest.raises(QRGInputError, match="eval_max_batch"):
         SolveConfig.from_toml(path)
     old = {k: v for k, v in SolveConfig().to_dict().items() if k != "eval_max_batch"}  # a config from before
-    assert SolveConfig.from_dict(old).eval_max_batch == 8192
+    assert SolveConfig.from_dict(old).eval_max_batch == 0
 
 
 def test_eval_max_batch_memory_check_names_the_field():
@@ -223,7 +224,7 @@ def test_resume_of_a_checkpoint_without_eval_max_batch(tmp_path, monkeypatch):
     solve(out=tmp_path, **{**fast, "steps": 2})
     monkeypatch.undo()
     assert "eval_max_batch" not in ckpt.read_meta(tmp_path)["config"]
-    assert load_run(tmp_path).config.eval_max_batch == 8192  # missing keys are the defaults
+    assert load_run(tmp_path).config.eval_max_batch == 0  # missing keys are the defaults
     res = solve(out=tmp_path, resume=True, **fast)
     assert res.steps_done == 3 and res.stats.sizing.rounds == 0 and res.stats.ibp.n_samples == 64
     assert json.loads((tmp_path / "result.json").read_text())["config"]["eval_max_batch"] == 0

@@ -46,15 +46,19 @@ _FLAGS = {
     "eval_batch": dict(type=int, help="samples of the final evaluation"),
     "local_batch": dict(type=int, help="samples of the final evaluation used for E_loc (default 1024)"),
     "eval_max_batch": dict(type=int, help="cap of the evaluation's growth while the tails of the energy or E_loc "
-                           "are not resolved (default 8192; 0 = no growth)"),
+                           "are not resolved (default 0 = 2 x eval_batch; <= eval_batch = no growth)"),
     "systematic_batch": dict(type=int, help="paired samples of the ODE step-doubling error estimate "
                              "(eval_n_steps vs 2 eval_n_steps; 0 = off; default 4096)"),
     "estimator": dict(choices=REPORTED_ESTIMATORS,
                       help="reported estimator, fixed in advance (default cv); auto = smallest error bar"),
     "collective": dict(action=argparse.BooleanOptionalAction,
                        help="mean-field channel h(M, t) in the score (helps near the broken phase; default off)"),
+    "growth": dict(action=argparse.BooleanOptionalAction,
+                   help="φ sqrt(1 + φ²) feature in the score: the large-field growth of the exact ground state (default off)"),
     "devices": dict(type=int, help="devices the batch is sharded over (0 = all; default 0)"),
     "consistency": dict(choices=("dsm", "nll"), help="form of the RG-consistency term"),
+    "rg_batch": dict(type=int, help="kernel draws (t, φ_t) per step of the RG-consistency term (default 1024; "
+                     "the batch's samples reused when larger than batch)"),
     "consistency_batch": dict(type=int, help="samples per set of the RG-consistency diagnostic (0 = off)"),
     "laplacian": dict(choices=LAPLACIANS.names(), help="Δ log p for E_loc: exact / hutchinson / auto / none"),
     "checkpoint_every": dict(type=int, help="checkpoint every K steps (0 = at the end only)"),

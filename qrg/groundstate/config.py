@@ -51,12 +51,15 @@ class SolveConfig:
     :mod:`qrg.flow.integrators`); ``init`` the starting C_0 of the Gaussian bridge: "hartree" (the
     best Gaussian state, self-consistent mass m² + (λ/2)<φ²>) or "default" (the model's own);
     ``collective`` adds the mean-field channel h(M, t) of :class:`~qrg.models.KernelNet` (models
-    "default" and "kernel"; measured to help in and near the broken phase, docs/scan.md).
+    "default" and "kernel"; measured to help in and near the broken phase, docs/scan.md); ``growth``
+    adds its φ sqrt(1 + φ²) feature (the |φ|φ large-field growth of the exact ground state's score,
+    docs/solver.md).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
     of kind ``consistency`` ("dsm" or "nll", :data:`qrg.groundstate.objective.CONSISTENCY`) with
-    ``rg_batch`` samples; ``control_variates`` "stein" subtracts the zero-mean Stein features of
+    ``rg_batch`` kernel draws (t, φ_t) per step from the batch's φ_0 (each φ_0 reused when rg_batch > batch;
+    the times stratified over (0, T]); ``control_variates`` "stein" subtracts the zero-mean Stein features of
     :func:`qrg.groundstate.estimators.stein_features` from the training energies (unbiased, ~10³× smaller gradient
     variance), with coefficients fitted on an exponential moving average (decay ``cv_decay``) of
     the previous steps' batches; "none" trains on the plain integrated-by-parts energies.
@@ -66,7 +69,7 @@ class SolveConfig:
     while the tails of the reported estimator or of E_loc are not resolved (:func:`qrg.stats.tail_diagnostics`)
     fresh samples are added, doubling, up to ``eval_max_batch`` energy samples and the same factor
     eval_max_batch / eval_batch times ``local_batch`` E_loc samples (:func:`qrg.groundstate.evaluation.evaluate`;
-    0 or ≤ eval_batch = no growth; default 8192, chosen by measurement in docs/solver.md; unresolved
+    ≤ eval_batch = no growth; the default 0 means 2 · eval_batch, chosen by measurement in docs/solver.md; unresolved
     tails are reported as warnings);
     ``systematic_batch`` paired samples of the step-doubling estimate of the ODE discretisation
     error (:func:`qrg.groundstate.evaluation.discretisation_check`: eval_n_steps against
@@ -96,6 +99,7 @@ class SolveConfig:
     integrator: str = "plain"
     init: str = "hartree"
     collective: bool = False
+    growth: bool = False
     # optimisation
     steps: int = 600
     batch: int = 64
@@ -107,13 +111,13 @@ class SolveConfig:
     grad_clip: float = 0.0
     beta_rg: float = 0.1
     consistency: str = "dsm"
-    rg_batch: int = 64
+    rg_batch: int = 1024
     control_variates: str = "stein"
     cv_decay: float = 0.9
     # evaluation
     estimator: str = "cv"
     eval_batch: int = 4096
-    eval_max_batch: int = 8192
+    eval_max_batch: int = 0
     eval_n_steps: int = 32
     local_batch: int = 1024
     laplacian: str = "auto"
@@ -153,8 +157,9 @@ class SolveConfig:
         if self.lam == 0 and self.m2 <= 0:
             raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
         self._check_names()
-        if self.collective and self.model not in ("default", "kernel", CUSTOM_MODEL):
-            raise QRGInputError(f"collective = true needs model 'default' or 'kernel' (got model {self.model!r})")
+        for name in ("collective", "growth"):
+            if getattr(self, name) and self.model not in ("default", "kernel", CUSTOM_MODEL):
+                raise QRGInputError(f"{name} = true needs model 'default' or 'kernel' (got model {self.model!r})")
 
     def _check_names(self):
         """Every strategy name against its registry (the same lists the Python API uses)."""
@@ -209,6 +214,11 @@ class SolveConfig:
         if unknown:
             raise QRGInputError(f"unknown option(s) {unknown}; allowed: {list(self.field_names())}")
         return dataclasses.replace(self, **overrides)
+
+    @property
+    def eval_cap(self) -> int:
+        """The evaluation's growth cap in energy samples: ``eval_max_batch``, or 2 · ``eval_batch`` when it is 0."""
+        return self.eval_max_batch or 2 * self.eval_batch
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -36,8 +36,19 @@ CONSISTENCY: Registry = Registry("RG-consistency objective")
 
 
 def _kernel_times(flow, key, n: int, t_min_fraction: float):
+    """n times in [t_min, T], stratified: one uniform draw in each of n equal sub-intervals, in a
+    random order (the same marginal U(t_min, T) per entry, lower variance of the batch mean)."""
     t_min = t_min_fraction * flow.T
-    return t_min + (flow.T - t_min) * jax.random.uniform(key, (n,))
+    k_u, k_perm = jax.random.split(key)
+    u = (jnp.arange(n) + jax.random.uniform(k_u, (n,))) / n
+    return t_min + (flow.T - t_min) * jax.random.permutation(k_perm, u)
+
+
+def _repeat_to(phi0, n: int):
+    """``n`` rows from the batch ``phi0``: each sample reused ceil(n / len) times (independent kernel
+    draws of one φ_0 are cheap: the score-matching noise, not the φ_0 draw, dominates the variance)."""
+    reps = -(-n // phi0.shape[0])
+    return jnp.tile(phi0, (reps,) + (1,) * (phi0.ndim - 1))[:n]
 
 
 @CONSISTENCY.register("dsm")
@@ -101,8 +112,8 @@ def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 
     loss = energy
     rg = jnp.zeros(())
     if beta_rg > 0:
-        m = min(rg_batch, batch)
-        rg = CONSISTENCY.get(consistency, "consistency")(flow, params, jax.lax.stop_gradient(phi[:m]), k_rg)
+        phi_rg = phi[:rg_batch] if rg_batch <= batch else _repeat_to(phi, rg_batch)
+        rg = CONSISTENCY.get(consistency, "consistency")(flow, params, jax.lax.stop_gradient(phi_rg), k_rg)
         loss = loss + beta_rg * rg
     return loss, (energy, err, rg, moments)
 

@@ -140,7 +140,7 @@ class SolveResult(GroundState):
             cap = "" if sizes is None else f": at most {sizes[1]} {what} samples"
             out.append(f"{label}: tails not resolved on {where}: {t.reason}; its error bar may be too small. "
                        f"Projected need ~{t.samples_needed} samples (fewer than needed if the tail is heavier): "
-                       f"raise eval_max_batch (now {cfg.eval_max_batch}{cap}) or {field} (now {getattr(cfg, field)})")
+                       f"raise eval_max_batch (now {cfg.eval_cap}{cap}) or {field} (now {getattr(cfg, field)})")
         return out
 
     @property

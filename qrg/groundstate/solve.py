@@ -30,7 +30,7 @@ from .result import GroundState, SolveResult
 
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
-               "adjoint", "integrator", "collective", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
+               "adjoint", "integrator", "collective", "growth", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
                "grad_clip", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 
@@ -55,7 +55,7 @@ def check_memory(cfg, available: int | None = None) -> None:
 
     limit = 0.8 * available
     for name, need in (("batch", train), ("eval_batch", evaluation(cfg.eval_batch)),
-                       ("eval_max_batch", evaluation(max(cfg.eval_batch, cfg.eval_max_batch)))):
+                       ("eval_max_batch", evaluation(max(cfg.eval_batch, cfg.eval_cap)))):
         if need > limit:
             raise QRGInputError(f"a d={cfg.d}, N={cfg.N} lattice ({sites} sites) with {name} = {getattr(cfg, name)} "
                                 f"needs about {need / 2**30:.3g} GiB, more than this machine's "
@@ -175,7 +175,7 @@ def _evaluate(flow, params, theory, cfg, key_eval):
     if cfg.eval_n_steps and cfg.eval_n_steps != cfg.n_steps:
         flow = flow.replace(n_steps=cfg.eval_n_steps)
     stats = evaluate(flow, params, theory, key_eval, cfg.eval_batch, laplacian=cfg.laplacian,
-                     n_probes=cfg.n_probes, local_batch=cfg.local_batch, max_batch=cfg.eval_max_batch,
+                     n_probes=cfg.n_probes, local_batch=cfg.local_batch, max_batch=cfg.eval_cap,
                      estimator=cfg.estimator)
     check = None
     if cfg.systematic_batch:

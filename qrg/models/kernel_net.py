@@ -44,14 +44,21 @@ def orbit_fourier_matrix(lattice) -> np.ndarray:
     return np.real(np.fft.fftn(onehot, axes=axes))
 
 
-def odd_features(phi, omega, n_sin: int):
-    """f(φ) = (φ, tanh φ, sin(kωφ)_{k=1..n_sin}) and f'(φ) = (1, 1 − tanh² φ, kω cos(kωφ)), stacked.
+def odd_features(phi, omega, n_sin: int, growth: bool = False):
+    """f(φ) = (φ, tanh φ, [φ sqrt(1 + φ²)], sin(kωφ)_{k=1..n_sin}) and f'(φ) = (1, 1 − tanh² φ,
+    [(1 + 2φ²)/sqrt(1 + φ²)], kω cos(kωφ)), stacked.
 
-    sin(kωφ), cos(kωφ) by the angle-addition recurrence from sin(ωφ), cos(ωφ).
+    sin(kωφ), cos(kωφ) by the angle-addition recurrence from sin(ωφ), cos(ωφ). ``growth`` adds
+    φ sqrt(1 + φ²) ~ φ|φ|, the large-field behaviour of the exact ground state's score (WKB for a
+    quartic potential: log|Ψ_0|² ~ −(2/3) sqrt(λ/12) |φ|³), smooth at φ = 0.
     """
     tanh = jnp.tanh(phi)
     feats = [phi, tanh]
     derivs = [jnp.ones_like(phi), 1.0 - tanh**2]
+    if growth:
+        root = jnp.sqrt(1.0 + phi**2)
+        feats.append(phi * root)
+        derivs.append((1.0 + 2.0 * phi**2) / root)
     if n_sin:
         s1, c1 = jnp.sin(omega * phi), jnp.cos(omega * phi)
         s, c = s1, c1
@@ -63,9 +70,9 @@ def odd_features(phi, omega, n_sin: int):
     return jnp.stack(feats), jnp.stack(derivs)
 
 
-def convolve_features(lattice, phi, kernel_ft, omega, weight=None):
+def convolve_features(lattice, phi, kernel_ft, omega, weight=None, growth: bool = False):
     """(s, tr(W J_s)) of the kernel network for given Fourier kernels ŵ_j(k) (pure function of φ)."""
-    f, df = odd_features(phi, omega, kernel_ft.shape[0] - 2)
+    f, df = odd_features(phi, omega, kernel_ft.shape[0] - 2 - int(growth), growth)
     axes = tuple(range(1, lattice.d + 1))
     s = jnp.real(jnp.fft.ifftn(jnp.sum(kernel_ft * jnp.fft.fftn(f, axes=axes), axis=0), axes=tuple(range(lattice.d))))
     if weight is None:
@@ -89,11 +96,11 @@ class KernelNet(ScoreModel):
     time_scale: float = 1.0
     out_scale: float = 1e-3
     collective: bool = False
-
+    growth: bool = False
 
     @property
     def n_features(self) -> int:
-        return 2 + self.n_sin
+        return 2 + int(self.growth) + self.n_sin
 
     def setup(self):
         self._orbit_ft = orbit_fourier_matrix(self.lattice)
@@ -121,13 +128,13 @@ class KernelNet(ScoreModel):
     def score_and_divergence(self, phi, t, weight=None):
         w = self._time_weights(t)  # one evaluation of the time network for both channels
         kernel_ft, omega = self.kernel_spectra(t, w[:, :-1] if self.collective else w)
-        s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight)
+        s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight, self.growth)
         if not self.collective:
             return s, div
         # the same h(M) on every site, M = mean φ: ∂s(n)/∂φ(m) = h'(M)/V, so ∇·s_c = h'(M) and
         # tr(W J_c) = h'(M) Ŵ(k = 0)
         b = w[:, -1]
-        f, df = odd_features(jnp.mean(phi), omega, self.n_sin)
+        f, df = odd_features(jnp.mean(phi), omega, self.n_sin, self.growth)
         h, dh = jnp.sum(b * f), jnp.sum(b * df)
         if weight is not None:
             dh = dh * jnp.asarray(weight).reshape(-1)[0]
