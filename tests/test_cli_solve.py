@@ -82,9 +82,10 @@ def test_collective_option_builds_the_mean_field_channel():
         kernel = build_flow(cfg.theory(), cfg).model.members[1]
         assert kernel.collective is on and kernel.growth is (not on)
         assert kernel.n_features == 2 + kernel.n_sin + int(not on)
-    for name in ("collective", "growth"):
-        with pytest.raises(QRGInputError, match=name):
-            SolveConfig(model="gaussian", **{name: True})
+    with pytest.raises(QRGInputError, match="collective"):
+        SolveConfig(model="gaussian", collective=True)
+    assert SolveConfig().growth is True  # default on; ignored by models without a kernel network
+    assert build_flow(SolveConfig(N=4, model="gaussian").theory(), SolveConfig(N=4, model="gaussian")).model.lattice.N == 4
     from qrg.cli import build_parser
 
     args = build_parser().parse_args(["solve", "--growth", "--rg-batch", "256"])
@@ -121,3 +122,24 @@ def test_config_replace_ignores_unset_and_rejects_unknown():
         SolveConfig().replace(bogus=1)
     with pytest.raises(QRGInputError, match="cannot read"):
         SolveConfig.from_toml("/nonexistent/file.toml")
+
+
+def test_a_run_from_before_the_growth_feature_still_loads_and_resumes(tmp_path, monkeypatch):
+    """Checkpoints written before ``growth`` existed were trained without the feature: they load as
+    growth = false (LEGACY), a resume with today's default is refused naming the key, --no-growth resumes."""
+    from qrg.groundstate import load_run, solve
+    from qrg.optim import checkpoint as ckpt
+
+    tiny = dict(N=4, m2=1.0, lam=1.0, steps=2, batch=8, n_steps=2, eval_n_steps=2, eval_batch=64, laplacian="none",
+                lr=0.01, systematic_batch=0, consistency_batch=0, checkpoint_every=0, beta_rg=0.0)
+    original = SolveConfig.to_dict
+    monkeypatch.setattr(SolveConfig, "to_dict", lambda self: {k: v for k, v in original(self).items() if k != "growth"})
+    solve(out=tmp_path, growth=False, **tiny)
+    monkeypatch.undo()
+    assert "growth" not in ckpt.read_meta(tmp_path)["config"]
+    state = load_run(tmp_path)
+    assert state.config.growth is False and state.flow.model.members[1].growth is False
+    with pytest.raises(QRGInputError, match="growth"):
+        solve(out=tmp_path, resume=True, **{**tiny, "steps": 3})
+    res = solve(out=tmp_path, resume=True, growth=False, **{**tiny, "steps": 3})
+    assert res.steps_done == 3

@@ -156,7 +156,7 @@ def test_composite_sums_members(key):
     params = model.init(key, phi, 0.2)
     s, div = model.apply(params, phi, 0.2)
     bridge = GaussianBridge(lat, sch)
-    net = KernelNet(lat, sch, out_scale=1.0)
+    net = KernelNet(lat, sch, out_scale=1.0, growth=True)  # the default model's kernel network has the φ|φ| feature
     s1, d1 = bridge.apply({"params": params["params"]["members_0"]}, phi, 0.2)
     s2, d2 = net.apply({"params": params["params"]["members_1"]}, phi, 0.2)
     np.testing.assert_allclose(s, s1 + s2, rtol=1e-12)

@@ -33,6 +33,8 @@ _QRG_FLAGS = {
     "beta_rg": dict(type=float, help="qrg: weight of the RG-consistency term"),
     "collective": dict(action=argparse.BooleanOptionalAction,
                        help="qrg: mean-field channel h(M, t) in the score (recommended near the broken phase)"),
+    "growth": dict(action=argparse.BooleanOptionalAction,
+                   help="qrg: φ sqrt(1 + φ²) feature in the score (default on; --no-growth for runs made before it)"),
     "systematic_batch": dict(type=int, help="qrg: samples of the ODE step-doubling check (0 = off)"),
     "consistency_batch": dict(type=int, help="qrg: samples of the RG-consistency diagnostic (0 = off)"),
     "checkpoint_every": dict(type=int, help="qrg: checkpoint every K steps (0 = at the end only)"),

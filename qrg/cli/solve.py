@@ -54,7 +54,8 @@ _FLAGS = {
     "collective": dict(action=argparse.BooleanOptionalAction,
                        help="mean-field channel h(M, t) in the score (helps near the broken phase; default off)"),
     "growth": dict(action=argparse.BooleanOptionalAction,
-                   help="φ sqrt(1 + φ²) feature in the score: the large-field growth of the exact ground state (default off)"),
+                   help="φ sqrt(1 + φ²) feature in the score: the large-field growth of the exact ground state "
+                        "(default on; --no-growth to resume runs made before it)"),
     "devices": dict(type=int, help="devices the batch is sharded over (0 = all; default 0)"),
     "consistency": dict(choices=("dsm", "nll"), help="form of the RG-consistency term"),
     "rg_batch": dict(type=int, help="kernel draws (t, φ_t) per step of the RG-consistency term (default 1024; "

@@ -38,6 +38,8 @@ INITS = ("hartree", "default")
 CONTROL_VARIATES = ("stein", "none")
 #: what ``estimator`` may name: an estimator fixed in advance, or "auto" (smallest error bar, chosen after the fact)
 REPORTED_ESTIMATORS = ("cv", "ibp", "local", "auto")
+#: keys added with a default that changes the run, and the value a checkpoint written before them implies
+LEGACY = {"growth": False}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,8 +54,8 @@ class SolveConfig:
     best Gaussian state, self-consistent mass m² + (λ/2)<φ²>) or "default" (the model's own);
     ``collective`` adds the mean-field channel h(M, t) of :class:`~qrg.models.KernelNet` (models
     "default" and "kernel"; measured to help in and near the broken phase, docs/scan.md); ``growth``
-    adds its φ sqrt(1 + φ²) feature (the |φ|φ large-field growth of the exact ground state's score,
-    docs/solver.md).
+    (default on; models "default" and "kernel", ignored by the others) adds its φ sqrt(1 + φ²)
+    feature, the |φ|φ large-field growth of the exact ground state's score (docs/solver.md).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
@@ -99,7 +101,7 @@ class SolveConfig:
     integrator: str = "plain"
     init: str = "hartree"
     collective: bool = False
-    growth: bool = False
+    growth: bool = True
     # optimisation
     steps: int = 600
     batch: int = 64
@@ -157,9 +159,8 @@ class SolveConfig:
         if self.lam == 0 and self.m2 <= 0:
             raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
         self._check_names()
-        for name in ("collective", "growth"):
-            if getattr(self, name) and self.model not in ("default", "kernel", CUSTOM_MODEL):
-                raise QRGInputError(f"{name} = true needs model 'default' or 'kernel' (got model {self.model!r})")
+        if self.collective and self.model not in ("default", "kernel", CUSTOM_MODEL):
+            raise QRGInputError(f"collective = true needs model 'default' or 'kernel' (got model {self.model!r})")
 
     def _check_names(self):
         """Every strategy name against its registry (the same lists the Python API uses)."""
@@ -184,6 +185,12 @@ class SolveConfig:
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_saved(cls, data: dict, *, source: str = "config") -> "SolveConfig":
+        """The config of a saved run: a key added after it was written takes the value that reproduces
+        the run (``LEGACY``, e.g. ``growth = false``), not today's default."""
+        return cls.from_dict({**{k: v for k, v in LEGACY.items() if k not in data}, **data}, source=source)
 
     @classmethod
     def from_dict(cls, data: dict, *, source: str = "config") -> "SolveConfig":

@@ -21,7 +21,7 @@ from ..optim.loop import DivergenceGuard, Loop, LoopState, run
 from ..optim.optimizers import make_optimizer
 from ..parallel import is_main_process
 from .ansatz import build_flow
-from .config import SolveConfig
+from .config import LEGACY, SolveConfig
 from .consistency import rg_consistency
 from .estimators import ESTIMATORS, ControlVariateFit, n_stein_features
 from .evaluation import discretisation_check, evaluate
@@ -100,13 +100,14 @@ class _Run:
                                           "schedule_steps": self.schedule_steps})
 
     def load(self, out) -> LoopState:
-        trees, meta = ckpt.load_checkpoint(out, self.templates())
-        saved = meta.get("config", {})
-        defaults = SolveConfig().to_dict()  # a key added after the checkpoint was written has its default there
+        saved = ckpt.read_meta(out).get("config", {})  # the settings first: they name what differs
+        # a key added after the checkpoint was written has its default there (or its LEGACY value)
+        defaults = {**SolveConfig().to_dict(), **LEGACY}
         diff = [k for k in RESUME_KEYS if saved.get(k, defaults[k]) != self.cfg.to_dict().get(k)]
         if diff:
             raise QRGInputError(f"cannot resume: the checkpoint in {str(out)!r} was made with different "
-                                f"{diff} ({ {k: saved.get(k) for k in diff} }); pass the same configuration")
+                                f"{diff} ({ {k: saved.get(k, defaults[k]) for k in diff} }); pass the same configuration")
+        trees, meta = ckpt.load_checkpoint(out, self.templates())
         if not np.array_equal(np.asarray(trees["key"]), np.asarray(self.root)):  # pragma: no cover - seed checked
             raise QRGInputError("checkpoint PRNG key does not match the seed")
         if self.cv_fit is not None:
@@ -308,7 +309,7 @@ def load_run(directory, *, n_steps: int | None = None) -> GroundState:
     """
     meta = ckpt.read_meta(directory)
     try:
-        cfg = SolveConfig.from_dict(meta.get("config") or {}, source=f"the checkpoint in {str(directory)!r}")
+        cfg = SolveConfig.from_saved(meta.get("config") or {}, source=f"the checkpoint in {str(directory)!r}")
     except TypeError as err:
         raise ckpt.CheckpointError(f"the checkpoint in {str(directory)!r} has an incomplete config ({err})") from None
     if cfg.model == "custom":

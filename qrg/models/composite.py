@@ -48,12 +48,14 @@ class Composite(ScoreModel):
 
 @MODELS.register("default")
 def default_model(lattice, scheme, variance0=None, **kernel_options) -> Composite:
-    """The default score model: ``GaussianBridge(variance0) + KernelNet(**kernel_options)``.
+    """The default score model: ``GaussianBridge(variance0) + KernelNet(**kernel_options)``, the kernel
+    network with its φ sqrt(1 + φ²) feature unless ``growth=False``.
 
     The bridge carries the Gaussian part (and the prior); the kernel network starts as a small
     correction (its own reference C_0 is the default one).
     """
     bridge = GaussianBridge.create(lattice, scheme, variance0)
+    kernel_options.setdefault("growth", True)
     return Composite(lattice, scheme, members=(bridge, KernelNet.create(lattice, scheme, **kernel_options)))
 
 
