@@ -205,6 +205,8 @@ def test_eval_max_batch_memory_check_names_the_field():
     check_memory(SolveConfig(eval_max_batch=16384), available=2**34)
     with pytest.raises(QRGInputError, match="eval_max_batch = 1000000000"):
         check_memory(SolveConfig(eval_max_batch=10**9), available=2**34)
+    with pytest.raises(QRGInputError, match=r"eval_max_batch = 0 \(2·eval_batch = 600000000\)"):
+        check_memory(SolveConfig(eval_batch=3 * 10**8), available=2**37)  # eval_batch fits, twice it does not
 
 
 # ---------------------------------------------------------------------------- a tiny solve

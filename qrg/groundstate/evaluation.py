@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .._validation import check_int
@@ -67,8 +68,6 @@ def grow_until_resolved(draw, local, estimate, needs, n: int, m: int, max_n: int
     samples after the first m (drawn first if there are not enough), so they are always the first m.
     Returns (stats, rounds, n, m).
     """
-    import jax.numpy as jnp
-
     samples = draw(0, n)
     values = local(0, tuple(a[:m] for a in samples)) if m else None
     stats = estimate(samples, values)

@@ -54,12 +54,15 @@ def check_memory(cfg, available: int | None = None) -> None:
         return 8 * sites * (2 * n + 512 * 12 * max(cfg.eval_n_steps, steps))
 
     limit = 0.8 * available
-    for name, need in (("batch", train), ("eval_batch", evaluation(cfg.eval_batch)),
-                       ("eval_max_batch", evaluation(max(cfg.eval_batch, cfg.eval_cap)))):
+    cap = max(cfg.eval_batch, cfg.eval_cap)
+    shown = {"eval_max_batch": f"{cfg.eval_max_batch}" + ("" if cfg.eval_max_batch else f" (2·eval_batch = {cap})")}
+    for name, need in (("batch", train), ("eval_batch", evaluation(cfg.eval_batch)), ("eval_max_batch", evaluation(cap))):
         if need > limit:
-            raise QRGInputError(f"a d={cfg.d}, N={cfg.N} lattice ({sites} sites) with {name} = {getattr(cfg, name)} "
+            raise QRGInputError(f"a d={cfg.d}, N={cfg.N} lattice ({sites} sites) with {name} = "
+                                f"{shown.get(name, getattr(cfg, name))} "
                                 f"needs about {need / 2**30:.3g} GiB, more than this machine's "
-                                f"{available / 2**30:.3g} GiB allow: reduce {name}, N or n_steps")
+                                f"{available / 2**30:.3g} GiB allow: reduce {name}, N or n_steps"
+                                + (" (eval_max_batch = eval_batch: no growth)" if name == "eval_max_batch" else ""))
 
 
 def count_params(params) -> int:

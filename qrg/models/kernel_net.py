@@ -6,7 +6,9 @@ theories with equivariant continuous flows"): convolutions of odd pointwise feat
 * features f_j odd (φ → −φ symmetry): f = (φ, tanh φ, sin(ωφ), sin(2ωφ), …, sin(Kωφ)): a
   truncated odd Fourier series in φ with a learned base frequency ω > 0 (Gerdes et al. learn the
   sine frequencies; harmonics of one learned ω need only one sin and one cos per site, the rest by
-  the angle-addition recurrence, which makes the network ~2× cheaper on CPU);
+  the angle-addition recurrence, which makes the network ~2× cheaper on CPU); with ``growth`` also
+  φ sqrt(1 + φ²) ~ φ|φ|, the large-field growth of the exact ground state's score (on in the
+  default model);
 * kernels w_j(r, t) = W_{j,o(r)}(t) constant on the orbits o(r) of the hypercubic group acting on
   displacements r ∈ Z_N^d (axis permutations and reflections, see ``hypercubic_orbits``): the
   model is equivariant under lattice translations (convolution) and the point group (D4 in 2D);

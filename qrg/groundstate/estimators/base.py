@@ -44,7 +44,8 @@ def finite_stats(x, name: str, *, tails: bool = False) -> Stats:
     if not np.all(np.isfinite(x)):
         bad = int(np.sum(~np.isfinite(x)))
         raise FloatingPointError(f"{bad} of {x.size} samples of {name} are not finite")
-    return with_tails(statistics(x, correlated=False), x) if tails else statistics(x, correlated=False)
+    st = statistics(x, correlated=False)
+    return with_tails(st, x) if tails else st
 
 
 def with_tails(st: Stats, x) -> Stats:
