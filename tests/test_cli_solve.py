@@ -78,18 +78,22 @@ def test_collective_option_builds_the_mean_field_channel():
     from qrg.groundstate.ansatz import build_flow
 
     for on in (False, True):
-        cfg = SolveConfig(N=4, m2=-0.7, lam=2.4, collective=on, growth=not on)
+        cfg = SolveConfig(N=4, m2=-0.7, lam=2.4, collective=on, growth=not on, pair=on, hidden=2 * on)
         kernel = build_flow(cfg.theory(), cfg).model.members[1]
-        assert kernel.collective is on and kernel.growth is (not on)
+        assert kernel.collective is on and kernel.growth is (not on) and kernel.pair is on and kernel.hidden == 2 * on
         assert kernel.n_features == 2 + kernel.n_sin + int(not on)
-    with pytest.raises(QRGInputError, match="collective"):
-        SolveConfig(model="gaussian", collective=True)
+    for option, value in (("collective", True), ("pair", True), ("hidden", 4)):
+        with pytest.raises(QRGInputError, match=option):
+            SolveConfig(model="gaussian", **{option: value})
+    with pytest.raises(QRGInputError, match="hidden"):
+        SolveConfig(hidden=-1)
     assert SolveConfig().growth is True  # default on; ignored by models without a kernel network
     assert build_flow(SolveConfig(N=4, model="gaussian").theory(), SolveConfig(N=4, model="gaussian")).model.lattice.N == 4
     from qrg.cli import build_parser
 
-    args = build_parser().parse_args(["solve", "--growth", "--rg-batch", "256"])
-    assert (args.growth, args.rg_batch) == (True, 256)
+    args = build_parser().parse_args(["solve", "--growth", "--pair", "--hidden", "8", "--rg-batch", "256"])
+    assert (args.growth, args.pair, args.hidden, args.rg_batch) == (True, True, 8, 256)
+    assert SolveConfig().pair is False
 
 
 @pytest.mark.parametrize("text,name", [

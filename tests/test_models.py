@@ -10,7 +10,8 @@ from qrg.models import Composite, EFTScore, GaussianBridge, KernelNet, make_mode
 from qrg.models.base import hypercubic_orbits
 
 LATTICES = [(1, 5), (2, 3)]
-MODEL_NAMES = ["gaussian", "eft", "kernel", "default", "default_collective", "kernel_growth"]
+MODEL_NAMES = ["gaussian", "eft", "kernel", "default", "default_collective", "kernel_growth", "kernel_pair",
+               "default_growth_pair", "kernel_hidden", "default_collective_hidden"]
 
 
 def _perturb(params, key, scale=0.3):
@@ -26,9 +27,10 @@ def _setup(name, d, N, key, scheme="carosso", **kw):
     lat = qrg.Lattice(d, N, a=0.8)
     sch = qrg.make_scheme(scheme, lat, M=1.0)
     kw = dict(kw)
-    for option in ("collective", "growth"):  # KernelNet with its mean-field channel h(M, t) / φ sqrt(1 + φ²) feature
+    # KernelNet with its pair channel / φ sqrt(1 + φ²) feature / mean-field channel h(M, t) (suffixes, last first)
+    for option in ("hidden", "pair", "growth", "collective"):
         if name.endswith("_" + option):
-            name, kw[option] = name[: -len(option) - 1], True
+            name, kw[option] = name[: -len(option) - 1], 3 if option == "hidden" else True
     if name != "gaussian":
         kw.setdefault("out_scale", 1.0)
     model = make_model(name, lat, sch, **kw)

@@ -35,6 +35,8 @@ _QRG_FLAGS = {
                        help="qrg: mean-field channel h(M, t) in the score (recommended near the broken phase)"),
     "growth": dict(action=argparse.BooleanOptionalAction,
                    help="qrg: φ sqrt(1 + φ²) feature in the score (default on; --no-growth for runs made before it)"),
+    "pair": dict(action=argparse.BooleanOptionalAction, help="qrg: pair channel (two-site terms) in the score"),
+    "hidden": dict(type=int, help="qrg: hidden fields of the score's two-layer channel (0 = off)"),
     "systematic_batch": dict(type=int, help="qrg: samples of the ODE step-doubling check (0 = off)"),
     "consistency_batch": dict(type=int, help="qrg: samples of the RG-consistency diagnostic (0 = off)"),
     "checkpoint_every": dict(type=int, help="qrg: checkpoint every K steps (0 = at the end only)"),

@@ -56,6 +56,9 @@ _FLAGS = {
     "growth": dict(action=argparse.BooleanOptionalAction,
                    help="φ sqrt(1 + φ²) feature in the score: the large-field growth of the exact ground state "
                         "(default on; --no-growth to resume runs made before it)"),
+    "pair": dict(action=argparse.BooleanOptionalAction,
+                 help="pair channel u(φ(n)) (P * q(φ))(n) in the score: two-site terms of log p (default off)"),
+    "hidden": dict(type=int, help="hidden fields of the score's two-layer channel (default 0 = off)"),
     "devices": dict(type=int, help="devices the batch is sharded over (0 = all; default 0)"),
     "consistency": dict(choices=("dsm", "nll"), help="form of the RG-consistency term"),
     "rg_batch": dict(type=int, help="kernel draws (t, φ_t) per step of the RG-consistency term (default 1024; "

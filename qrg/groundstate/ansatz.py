@@ -35,7 +35,7 @@ def build_flow(theory, cfg, model=None, *, n_steps: int | None = None):
     n_steps = cfg.n_steps if n_steps is None else n_steps
     model_options = None
     if model is None and cfg.model in ("default", "kernel"):
-        model_options = {"collective": cfg.collective, "growth": cfg.growth}
+        model_options = {"collective": cfg.collective, "growth": cfg.growth, "pair": cfg.pair, "hidden": cfg.hidden}
     return make_flow(theory.lattice, scheme=cfg.scheme, M=cfg.M, model=cfg.model if model is None else model,
                      T=cfg.T, variance0=variance0, model_options=model_options, solver=cfg.solver, n_steps=n_steps or None, rtol=cfg.rtol,
                      atol=cfg.atol, adjoint=cfg.adjoint, integrator=cfg.integrator)

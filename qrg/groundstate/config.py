@@ -55,7 +55,10 @@ class SolveConfig:
     ``collective`` adds the mean-field channel h(M, t) of :class:`~qrg.models.KernelNet` (models
     "default" and "kernel"; measured to help in and near the broken phase, docs/scan.md); ``growth``
     (default on; models "default" and "kernel", ignored by the others) adds its φ sqrt(1 + φ²)
-    feature, the |φ|φ large-field growth of the exact ground state's score (docs/solver.md).
+    feature, the |φ|φ large-field growth of the exact ground state's score (docs/solver.md); ``pair``
+    (models "default" and "kernel") adds its pair channel u(φ(n)) (P ∗ q(φ))(n), the score of two-site
+    terms of log p (docs/solver.md); ``hidden`` > 0 (same models) adds a two-layer channel with that many
+    hidden fields, Σ_c V_c ∗ tanh(Σ_j U_cj ∗ f_j(φ)) (docs/solver.md).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
     ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
@@ -102,6 +105,8 @@ class SolveConfig:
     init: str = "hartree"
     collective: bool = False
     growth: bool = True
+    pair: bool = False
+    hidden: int = 0
     # optimisation
     steps: int = 600
     batch: int = 64
@@ -141,7 +146,7 @@ class SolveConfig:
         if self.seed >= 2**63:
             raise QRGInputError(f"seed must be an integer in [0, 2**63) (got {self.seed})")
         for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
-                     "consistency_batch", "devices", "eval_max_batch"):
+                     "consistency_batch", "devices", "eval_max_batch", "hidden"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):
@@ -159,8 +164,10 @@ class SolveConfig:
         if self.lam == 0 and self.m2 <= 0:
             raise QRGInputError(f"with lam = 0 the mass m2 must be > 0 (got m2 = {self.m2})")
         self._check_names()
-        if self.collective and self.model not in ("default", "kernel", CUSTOM_MODEL):
-            raise QRGInputError(f"collective = true needs model 'default' or 'kernel' (got model {self.model!r})")
+        for option in ("collective", "pair", "hidden"):
+            if getattr(self, option) and self.model not in ("default", "kernel", CUSTOM_MODEL):
+                raise QRGInputError(f"{option} = {getattr(self, option)!r} needs model 'default' or 'kernel' "
+                                    f"(got model {self.model!r})")
 
     def _check_names(self):
         """Every strategy name against its registry (the same lists the Python API uses)."""

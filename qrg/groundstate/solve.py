@@ -30,7 +30,7 @@ from .result import GroundState, SolveResult
 
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
-               "adjoint", "integrator", "collective", "growth", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
+               "adjoint", "integrator", "collective", "growth", "pair", "hidden", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
                "grad_clip", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 

@@ -18,12 +18,36 @@ theories with equivariant continuous flows"): convolutions of odd pointwise feat
 * applied by FFT: s = Re ifft(Σ_j ŵ_j(k, t) fft(f_j(φ))) in O(n_f N^d log N);
 * optional ``collective`` channel: + h(M, t) = Σ_j b_j(t) f_j(M) on every site, M = mean φ: the
   score of an extensive term V·F(M) of log p, which the pointwise features cannot express (the
-  double-peaked magnetisation of the broken-symmetry regime); its divergence is h'(M).
+  double-peaked magnetisation of the broken-symmetry regime); its divergence is h'(M);
+* optional ``pair`` channel: products of a field function at n with a convolution of another,
+
+      s_pair(n) = Σ_a u_a(φ(n)) (P_a ∗ q(φ))(n) + q(φ(n)) Σ_a (Q_a ∗ u_a(φ))(n),
+
+  u = (φ, tanh φ) odd, q = φ²/(1 + φ²) even and bounded, P_a, Q_a four more orbit kernels: the
+  score of two-site terms Σ_{n,m} J(n − m) u(φ(n)) q(φ(m)) of log p (φ²φ² and φ³φ couplings of
+  the ground state's non-local effective action), which sums of convolutions of single-site
+  features cannot express. Odd, equivariant, growing at most linearly in φ, with exact trace
+  (below) in O(N^d log N);
+* optional ``hidden = C`` two-layer channel: C hidden fields h_c = Σ_j U_cj ∗ f_j(φ) through tanh,
+
+      s_hid(n) = Σ_c (V_c ∗ tanh(h_c))(n),
+
+  U_cj, V_c orbit kernels (U from a second time network started at O(1), V started near zero):
+  a translation-equivariant two-layer network, odd (no biases, tanh odd), bounded. Its Jacobian
+  trace stays exact and O(C J N^d log N) (below).
 
 Exact divergence in O(N^d): ∂s(n)/∂φ(m) = Σ_j w_j(n − m) f_j'(φ(m)), so
 
     ∇·s = Σ_j w_j(0, t) Σ_m f_j'(φ(m)),
     tr(W J_s) = Σ_j [Σ_r W(r) w_j(r)] Σ_m f_j'(φ(m)) = Σ_j [N^-d Σ_k W_k ŵ_j(k)] Σ_m f_j'(φ(m)).
+
+Pair channel: ∂s_pair(m)/∂φ(n) = δ_mn D(n) + Σ_a [u_a(φ(m)) P_a(m − n) q'(φ(n)) + q(φ(m)) Q_a(m − n) u_a'(φ(n))]
+with D = Σ_a u_a' (P_a ∗ q) + q' Σ_a Q_a ∗ u_a, so tr(W J) = W(0) Σ_n D(n) + Σ_a Σ_m [u_a ((W P_a) ∗ q')
++ q ((W Q_a) ∗ u_a')](m), with (W K)(r) = W(r) K(r) (both kernels even).
+
+Hidden channel: ∂s_hid(m)/∂φ(n) = Σ_{c,l,j} V_c(m − l) tanh'(h_c(l)) U_cj(l − n) f_j'(φ(n)), so
+tr(W J) = Σ_j Σ_n f_j'(φ(n)) Σ_c (K_cj ∗ tanh'(h_c))(n) with K_cj(r) = (W ∗ V_c)(r) U_cj(r) (kernels
+even; W = 1: K_cj(r) = V_c(r) U_cj(r), orbit by orbit).
 
 Alone, this model has no separate linear Gaussian part; its prior at T is the Gaussian bridge
 of a reference C_0 (``init_variance0``, default 1/(2a^d sqrt(p̂²+1))): C_T = α_T² C_0 + Σ_T. In the
@@ -72,6 +96,55 @@ def odd_features(phi, omega, n_sin: int, growth: bool = False):
     return jnp.stack(feats), jnp.stack(derivs)
 
 
+def pair_channel(lattice, phi, pair_weights, orbit_ft, orbit_index, weight=None):
+    """(s_pair, tr(W J)) of the pair channel for orbit weights ``pair_weights`` of shape (4, n_orbits):
+    rows 0, 1 the P_a (u_a(φ(n)) times P_a ∗ q), rows 2, 3 the Q_a (q(φ(n)) times Q_a ∗ u_a)."""
+    axes = tuple(range(lattice.d))
+    baxes = tuple(range(1, lattice.d + 1))
+    tanh = jnp.tanh(phi)
+    u = jnp.stack([phi, tanh])
+    du = jnp.stack([jnp.ones_like(phi), 1.0 - tanh**2])
+    r2 = 1.0 + phi**2
+    q, dq = phi**2 / r2, 2.0 * phi / r2**2
+    spectra = jnp.tensordot(pair_weights, jnp.asarray(orbit_ft), axes=1)  # (4,) + lattice.shape
+    pq = jnp.real(jnp.fft.ifftn(spectra[:2] * jnp.fft.fftn(q)[None], axes=baxes))  # P_a ∗ q
+    qu = jnp.real(jnp.fft.ifftn(jnp.sum(spectra[2:] * jnp.fft.fftn(u, axes=baxes), axis=0), axes=axes))  # Σ Q_a ∗ u_a
+    s = jnp.sum(u * pq, axis=0) + q * qu
+    diag = jnp.sum(du * pq) + jnp.sum(dq * qu)
+    if weight is None:  # W = 1: only the kernels' values at r = 0 enter
+        k0 = pair_weights[:, int(np.asarray(orbit_index).reshape(-1)[0])]
+        off = jnp.sum(k0[:2] * jnp.sum(u * dq[None], axis=baxes)) + jnp.sum(k0[2:] * jnp.sum(q[None] * du, axis=baxes))
+        return s, diag + off
+    w_k = jnp.asarray(weight)
+    w_r = jnp.real(jnp.fft.ifftn(w_k))  # W(r), real and even
+    kern = jnp.fft.fftn(pair_weights[:, jnp.asarray(orbit_index)] * w_r[None], axes=baxes)  # FT of W(r) K(r)
+    conv_dq = jnp.real(jnp.fft.ifftn(kern[:2] * jnp.fft.fftn(dq)[None], axes=baxes))
+    conv_du = jnp.real(jnp.fft.ifftn(kern[2:] * jnp.fft.fftn(du, axes=baxes), axes=baxes))
+    off = jnp.sum(u * conv_dq) + jnp.sum(q[None] * conv_du)
+    return s, jnp.mean(w_k) * diag + off
+
+
+def hidden_channel(lattice, f, df, u_weights, v_weights, orbit_ft, orbit_index, weight=None):
+    """(s_hid, tr(W J)) of the two-layer channel for features (f, f') of shape (J,) + lattice.shape,
+    orbit weights ``u_weights`` (C, J, n_orbits) and ``v_weights`` (C, n_orbits)."""
+    d = lattice.d
+    axes, b1, b2 = tuple(range(d)), tuple(range(1, d + 1)), tuple(range(2, d + 2))
+    oft = jnp.asarray(orbit_ft)
+    u_ft = jnp.tensordot(u_weights, oft, axes=1)  # (C, J) + shape
+    v_ft = jnp.tensordot(v_weights, oft, axes=1)  # (C,) + shape
+    h = jnp.real(jnp.fft.ifftn(jnp.sum(u_ft * jnp.fft.fftn(f, axes=b1)[None], axis=1), axes=b1))
+    act = jnp.tanh(h)
+    s = jnp.real(jnp.fft.ifftn(jnp.sum(v_ft * jnp.fft.fftn(act, axes=b1), axis=0), axes=axes))
+    if weight is None:
+        k_ft = jnp.tensordot(v_weights[:, None, :] * u_weights, oft, axes=1)  # V_c(r) U_cj(r), orbit-wise
+    else:
+        wv = jnp.real(jnp.fft.ifftn(jnp.asarray(weight)[None] * v_ft, axes=b1))  # (W ∗ V_c)(r)
+        k_ft = jnp.fft.fftn(wv[:, None] * u_weights[..., jnp.asarray(orbit_index)], axes=b2)
+    dact_ft = jnp.fft.fftn(1.0 - act**2, axes=b1)
+    diag = jnp.real(jnp.fft.ifftn(jnp.sum(k_ft * dact_ft[:, None], axis=0), axes=b1))  # (J,) + shape
+    return s, jnp.sum(df * diag)
+
+
 def convolve_features(lattice, phi, kernel_ft, omega, weight=None, growth: bool = False):
     """(s, tr(W J_s)) of the kernel network for given Fourier kernels ŵ_j(k) (pure function of φ)."""
     f, df = odd_features(phi, omega, kernel_ft.shape[0] - 2 - int(growth), growth)
@@ -99,6 +172,8 @@ class KernelNet(ScoreModel):
     out_scale: float = 1e-3
     collective: bool = False
     growth: bool = False
+    pair: bool = False
+    hidden: int = 0
 
     @property
     def n_features(self) -> int:
@@ -106,14 +181,25 @@ class KernelNet(ScoreModel):
 
     def setup(self):
         self._orbit_ft = orbit_fourier_matrix(self.lattice)
+        self._orbit_index = hypercubic_orbits(self.lattice)[0]
         n_orbits = self._orbit_ft.shape[0]
         self.log_frequency = self.param("log_frequency", lambda key: jnp.log(jnp.asarray(self.base_frequency, dtype=float)))
-        n_out = self.n_features * (n_orbits + int(self.collective))
+        self._n_main = self.n_features * (n_orbits + int(self.collective))
+        self._n_pair = 4 * n_orbits if self.pair else 0
+        n_out = self._n_main + self._n_pair + self.hidden * n_orbits  # then the pair kernels, then the V_c
         self.kernel_net = TimeMLP(n_out, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale)
+        if self.hidden:  # U_cj at O(1) so that the hidden fields h_c = Σ_j U_cj ∗ f_j are O(1) from the start
+            self.hidden_net = TimeMLP(self.hidden * self.n_features * n_orbits, self.width, self.depth, self.n_freq,
+                                      self.time_scale, 1.0 / np.sqrt(self.n_features * self.lattice.n_sites))
 
     def _time_weights(self, t):
-        """The network's output at t: kernel weights per orbit (and the collective b_j last)."""
-        return self.kernel_net(t).reshape(self.n_features, -1)
+        """The network's output at t: kernel weights per orbit (and the collective b_j last), shape
+        (n_features, n_orbits [+ 1]); without the pair kernels."""
+        return self.kernel_net(t)[: self._n_main].reshape(self.n_features, -1)
+
+    def pair_weights(self, t):
+        """The pair channel's orbit weights at t, shape (4, n_orbits): P_1, P_2, Q_1, Q_2."""
+        return self.kernel_net(t)[self._n_main: self._n_main + self._n_pair].reshape(4, -1)
 
     def kernel_weights(self, t):
         """W_{j,o}(t): kernel value of feature j on displacement orbit o, shape (n_features, n_orbits)."""
@@ -128,9 +214,20 @@ class KernelNet(ScoreModel):
         return kernel_ft, jnp.exp(self.log_frequency)
 
     def score_and_divergence(self, phi, t, weight=None):
-        w = self._time_weights(t)  # one evaluation of the time network for both channels
+        out = self.kernel_net(t)  # one evaluation of the time network for all channels
+        w = out[: self._n_main].reshape(self.n_features, -1)
         kernel_ft, omega = self.kernel_spectra(t, w[:, :-1] if self.collective else w)
         s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight, self.growth)
+        if self.pair:
+            s_p, div_p = pair_channel(self.lattice, phi, out[self._n_main: self._n_main + self._n_pair].reshape(4, -1),
+                                      self._orbit_ft, self._orbit_index, weight)
+            s, div = s + s_p, div + div_p
+        if self.hidden:
+            f, df = odd_features(phi, omega, self.n_sin, self.growth)
+            u = self.hidden_net(t).reshape(self.hidden, self.n_features, -1)
+            v = out[self._n_main + self._n_pair:].reshape(self.hidden, -1)
+            s_h, div_h = hidden_channel(self.lattice, f, df, u, v, self._orbit_ft, self._orbit_index, weight)
+            s, div = s + s_h, div + div_h
         if not self.collective:
             return s, div
         # the same h(M) on every site, M = mean φ: ∂s(n)/∂φ(m) = h'(M)/V, so ∇·s_c = h'(M) and
