@@ -124,15 +124,16 @@ def pair_channel(lattice, phi, pair_weights, orbit_ft, orbit_index, weight=None)
     return s, jnp.mean(w_k) * diag + off
 
 
-def hidden_channel(lattice, f, df, u_weights, v_weights, orbit_ft, orbit_index, weight=None):
-    """(s_hid, tr(W J)) of the two-layer channel for features (f, f') of shape (J,) + lattice.shape,
+def hidden_channel(lattice, features, u_weights, v_weights, orbit_ft, orbit_index, weight=None):
+    """(s_hid, tr(W J)) of the two-layer channel for ``features`` (f, f', fft f), each (J,) + lattice.shape,
     orbit weights ``u_weights`` (C, J, n_orbits) and ``v_weights`` (C, n_orbits)."""
+    f, df, f_ft = features
     d = lattice.d
     axes, b1, b2 = tuple(range(d)), tuple(range(1, d + 1)), tuple(range(2, d + 2))
     oft = jnp.asarray(orbit_ft)
     u_ft = jnp.tensordot(u_weights, oft, axes=1)  # (C, J) + shape
     v_ft = jnp.tensordot(v_weights, oft, axes=1)  # (C,) + shape
-    h = jnp.real(jnp.fft.ifftn(jnp.sum(u_ft * jnp.fft.fftn(f, axes=b1)[None], axis=1), axes=b1))
+    h = jnp.real(jnp.fft.ifftn(jnp.sum(u_ft * f_ft[None], axis=1), axes=b1))
     act = jnp.tanh(h)
     s = jnp.real(jnp.fft.ifftn(jnp.sum(v_ft * jnp.fft.fftn(act, axes=b1), axis=0), axes=axes))
     if weight is None:
@@ -145,11 +146,20 @@ def hidden_channel(lattice, f, df, u_weights, v_weights, orbit_ft, orbit_index, 
     return s, jnp.sum(df * diag)
 
 
-def convolve_features(lattice, phi, kernel_ft, omega, weight=None, growth: bool = False):
-    """(s, tr(W J_s)) of the kernel network for given Fourier kernels ŵ_j(k) (pure function of φ)."""
-    f, df = odd_features(phi, omega, kernel_ft.shape[0] - 2 - int(growth), growth)
+def feature_transforms(lattice, phi, omega, n_sin: int, growth: bool = False):
+    """(f, f', fft f) of :func:`odd_features` on one field (the transform over the lattice axes)."""
+    f, df = odd_features(phi, omega, n_sin, growth)
+    return f, df, jnp.fft.fftn(f, axes=tuple(range(1, lattice.d + 1)))
+
+
+def convolve_features(lattice, phi, kernel_ft, omega, weight=None, growth: bool = False, features=None):
+    """(s, tr(W J_s)) of the kernel network for given Fourier kernels ŵ_j(k) (pure function of φ);
+    ``features``: (f, f', fft f) if already computed (:func:`feature_transforms`)."""
+    if features is None:
+        features = feature_transforms(lattice, phi, omega, kernel_ft.shape[0] - 2 - int(growth), growth)
+    f, df, f_ft = features
     axes = tuple(range(1, lattice.d + 1))
-    s = jnp.real(jnp.fft.ifftn(jnp.sum(kernel_ft * jnp.fft.fftn(f, axes=axes), axis=0), axes=tuple(range(lattice.d))))
+    s = jnp.real(jnp.fft.ifftn(jnp.sum(kernel_ft * f_ft, axis=0), axes=tuple(range(lattice.d))))
     if weight is None:
         coeff = jnp.mean(kernel_ft, axis=axes)  # w_j(0) = N^-d Σ_k ŵ_j(k)
     else:
@@ -217,16 +227,16 @@ class KernelNet(ScoreModel):
         out = self.kernel_net(t)  # one evaluation of the time network for all channels
         w = out[: self._n_main].reshape(self.n_features, -1)
         kernel_ft, omega = self.kernel_spectra(t, w[:, :-1] if self.collective else w)
-        s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight, self.growth)
+        features = feature_transforms(self.lattice, phi, omega, self.n_sin, self.growth)
+        s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight, self.growth, features)
         if self.pair:
             s_p, div_p = pair_channel(self.lattice, phi, out[self._n_main: self._n_main + self._n_pair].reshape(4, -1),
                                       self._orbit_ft, self._orbit_index, weight)
             s, div = s + s_p, div + div_p
         if self.hidden:
-            f, df = odd_features(phi, omega, self.n_sin, self.growth)
             u = self.hidden_net(t).reshape(self.hidden, self.n_features, -1)
             v = out[self._n_main + self._n_pair:].reshape(self.hidden, -1)
-            s_h, div_h = hidden_channel(self.lattice, f, df, u, v, self._orbit_ft, self._orbit_index, weight)
+            s_h, div_h = hidden_channel(self.lattice, features, u, v, self._orbit_ft, self._orbit_index, weight)
             s, div = s + s_h, div + div_h
         if not self.collective:
             return s, div
