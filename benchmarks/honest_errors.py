@@ -132,16 +132,12 @@ def main(argv=None):
         data["rows"] = [r for r in data["rows"] if (r["problem"], r["seed"]) != (label, args.seed)] + [row]
         out.write_text(json.dumps(data, indent=1))
         dflt, large = row["default"], row["large"]
-        print(f"{label:10s} E {dflt['energy']:.8f} ± {dflt['energy_err']:.1e} | {factor_label(row)} "
+        print(f"{label:10s} E {dflt['energy']:.8f} ± {dflt['energy_err']:.1e} | {row['factor']}x "
               f"{large['energy']:.8f} ± {large['energy_err']:.1e} | z {_fmt(row['z_energy'], '+.2f')} "
               f"(E_loc {_fmt(row['z_energy_local'], '+.2f')}) | Var {_fmt(dflt['variance'], '.2e')} ± "
               f"{_fmt(dflt['variance_err'], '.1e')} vs {_fmt(large['variance'], '.2e')} ± {_fmt(large['variance_err'], '.1e')}"
               f" z {_fmt(row['z_variance'], '+.2f')} | ref {row['reference']['energy']:.8f}: z "
               f"{_fmt(row['z_ref_default'], '+.2f')} / {_fmt(row['z_ref_large'], '+.2f')}", flush=True)
-
-
-def factor_label(row):
-    return f"{row['factor']}x"
 
 
 if __name__ == "__main__":

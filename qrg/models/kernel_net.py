@@ -96,23 +96,22 @@ def odd_features(phi, omega, n_sin: int, growth: bool = False):
     return jnp.stack(feats), jnp.stack(derivs)
 
 
-def pair_channel(lattice, phi, pair_weights, orbit_ft, orbit_index, weight=None):
+def pair_channel(lattice, phi, features, pair_weights, orbit_ft, orbit_index, weight=None):
     """(s_pair, tr(W J)) of the pair channel for orbit weights ``pair_weights`` of shape (4, n_orbits):
-    rows 0, 1 the P_a (u_a(φ(n)) times P_a ∗ q), rows 2, 3 the Q_a (q(φ(n)) times Q_a ∗ u_a)."""
+    rows 0, 1 the P_a (u_a(φ(n)) times P_a ∗ q), rows 2, 3 the Q_a (q(φ(n)) times Q_a ∗ u_a).
+    u = (φ, tanh φ) are the first two of the kernel network's ``features`` (f, f', fft f)."""
     axes = tuple(range(lattice.d))
     baxes = tuple(range(1, lattice.d + 1))
-    tanh = jnp.tanh(phi)
-    u = jnp.stack([phi, tanh])
-    du = jnp.stack([jnp.ones_like(phi), 1.0 - tanh**2])
+    u, du, u_ft = (x[:2] for x in features)
     r2 = 1.0 + phi**2
     q, dq = phi**2 / r2, 2.0 * phi / r2**2
     spectra = jnp.tensordot(pair_weights, jnp.asarray(orbit_ft), axes=1)  # (4,) + lattice.shape
     pq = jnp.real(jnp.fft.ifftn(spectra[:2] * jnp.fft.fftn(q)[None], axes=baxes))  # P_a ∗ q
-    qu = jnp.real(jnp.fft.ifftn(jnp.sum(spectra[2:] * jnp.fft.fftn(u, axes=baxes), axis=0), axes=axes))  # Σ Q_a ∗ u_a
+    qu = jnp.real(jnp.fft.ifftn(jnp.sum(spectra[2:] * u_ft, axis=0), axes=axes))  # Σ Q_a ∗ u_a
     s = jnp.sum(u * pq, axis=0) + q * qu
     diag = jnp.sum(du * pq) + jnp.sum(dq * qu)
     if weight is None:  # W = 1: only the kernels' values at r = 0 enter
-        k0 = pair_weights[:, int(np.asarray(orbit_index).reshape(-1)[0])]
+        k0 = pair_weights[:, int(np.asarray(orbit_index).flat[0])]
         off = jnp.sum(k0[:2] * jnp.sum(u * dq[None], axis=baxes)) + jnp.sum(k0[2:] * jnp.sum(q[None] * du, axis=baxes))
         return s, diag + off
     w_k = jnp.asarray(weight)
@@ -204,12 +203,8 @@ class KernelNet(ScoreModel):
 
     def _time_weights(self, t):
         """The network's output at t: kernel weights per orbit (and the collective b_j last), shape
-        (n_features, n_orbits [+ 1]); without the pair kernels."""
+        (n_features, n_orbits [+ 1]); without the pair and hidden-channel kernels."""
         return self.kernel_net(t)[: self._n_main].reshape(self.n_features, -1)
-
-    def pair_weights(self, t):
-        """The pair channel's orbit weights at t, shape (4, n_orbits): P_1, P_2, Q_1, Q_2."""
-        return self.kernel_net(t)[self._n_main: self._n_main + self._n_pair].reshape(4, -1)
 
     def kernel_weights(self, t):
         """W_{j,o}(t): kernel value of feature j on displacement orbit o, shape (n_features, n_orbits)."""
@@ -230,7 +225,8 @@ class KernelNet(ScoreModel):
         features = feature_transforms(self.lattice, phi, omega, self.n_sin, self.growth)
         s, div = convolve_features(self.lattice, phi, kernel_ft, omega, weight, self.growth, features)
         if self.pair:
-            s_p, div_p = pair_channel(self.lattice, phi, out[self._n_main: self._n_main + self._n_pair].reshape(4, -1),
+            s_p, div_p = pair_channel(self.lattice, phi, features,
+                                      out[self._n_main: self._n_main + self._n_pair].reshape(4, -1),
                                       self._orbit_ft, self._orbit_index, weight)
             s, div = s + s_p, div + div_p
         if self.hidden:
