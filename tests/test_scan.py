@@ -288,6 +288,8 @@ def test_cli_scan_and_crossing(first, tmp_path, capsys):
     assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1", "--method", "dmrg", "--steps", "3",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--steps do not apply to --method dmrg" in capsys.readouterr().err
+    assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1", "--T", "0", "--out", str(tmp_path / "x")]) == 2
+    assert "T must be > 0" in capsys.readouterr().err  # --T reaches the solve's config
     # --crossing on two scans of different N
     x = np.array([-1.0, 0.0, 1.0])
     dirs = []

@@ -31,6 +31,8 @@ _QRG_FLAGS = {
     "eval_batch": dict(type=int, help="qrg: samples of the final energy evaluation"),
     "local_batch": dict(type=int, help="qrg: evaluation samples used for E_loc and Var(E_loc)"),
     "beta_rg": dict(type=float, help="qrg: weight of the RG-consistency term"),
+    "T": dict(type=float, help="qrg: prior time T of the RG flow (default 1; docs/scan.md measures T = 2 "
+                               "near the transition)"),
     "collective": dict(action=argparse.BooleanOptionalAction,
                        help="qrg: mean-field channel h(M, t) in the score (recommended near the broken phase)"),
     "growth": dict(action=argparse.BooleanOptionalAction,

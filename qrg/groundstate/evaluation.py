@@ -12,7 +12,8 @@ from .._validation import check_int
 from ..flow import solver_order
 from ..stats import Stats, statistics
 from .ansatz import draw, laplacians
-from .estimators import ESTIMATORS, estimate_energy, fit_control_variates, ibp_energy, local_energy, resolve_laplacian_method, stein_features
+from .estimators import (ESTIMATORS, estimate_energy, fit_control_variates, ibp_energy_values, local_energy_values,
+                         resolve_laplacian_method, stein_feature_values)
 
 
 #: folded into the evaluation key for the fresh samples of growth round r (round 0 uses the key itself)
@@ -205,20 +206,20 @@ class DiscretisationCheck:
 def _paired_differences(theory, coarse, fine, estimators) -> dict:
     """Stats of e(φ_n) − e(φ_rn) per estimator, from (φ, g[, Δ log p]) of both solves."""
     (phi_c, g_c, lap_c), (phi_f, g_f, lap_f) = coarse, fine
-    e_c, e_f = np.asarray(ibp_energy(theory, phi_c, g_c)), np.asarray(ibp_energy(theory, phi_f, g_f))
+    e_c, e_f = np.asarray(ibp_energy_values(theory, phi_c, g_c)), np.asarray(ibp_energy_values(theory, phi_f, g_f))
     delta = {}
     if "ibp" in estimators:
         delta["ibp"] = statistics(e_c - e_f, correlated=False)
     if "cv" in estimators:
-        h_c = np.asarray(stein_features(theory.lattice, phi_c, g_c))
-        h_f = np.asarray(stein_features(theory.lattice, phi_f, g_f))
+        h_c = np.asarray(stein_feature_values(theory.lattice, phi_c, g_c))
+        h_f = np.asarray(stein_feature_values(theory.lattice, phi_f, g_f))
         if phi_c.shape[0] >= h_c.shape[1] + 2:
             c = fit_control_variates(e_c, h_c)  # fitted on the n-step samples, held fixed for both
             delta["cv"] = statistics((e_c - h_c @ c) - (e_f - h_f @ c), correlated=False)
     if lap_c is not None:
         m = lap_c.shape[0]
-        d = (np.asarray(local_energy(theory, phi_c[:m], g_c[:m], lap_c))
-             - np.asarray(local_energy(theory, phi_f[:m], g_f[:m], lap_f)))
+        d = (np.asarray(local_energy_values(theory, phi_c[:m], g_c[:m], lap_c))
+             - np.asarray(local_energy_values(theory, phi_f[:m], g_f[:m], lap_f)))
         delta["local"] = statistics(d, correlated=False)
     return delta
 

@@ -9,15 +9,16 @@ A new estimator is one file with an :class:`EnergyEstimator` subclass registered
 """
 
 from .base import ESTIMATORS, EnergyEstimator
-from .ibp import ibp_energy, kinetic_ibp
+from .ibp import ibp_energy, ibp_energy_values, kinetic_ibp
 from .stein import (ControlVariateFit, control_variate_energy, fit_control_variates, n_stein_features,
-                    solve_control_variates, stein_features)
+                    solve_control_variates, stein_feature_values, stein_features)
 from .local import (EXACT_LAPLACIAN_MAX_SITES, LAPLACIANS, chunked_laplacians, laplacian_exact, laplacian_fn,
-                    laplacian_hutchinson, local_energy, resolve_laplacian_method, second_directional_derivative)
+                    laplacian_hutchinson, local_energy, local_energy_values, resolve_laplacian_method, second_directional_derivative)
 from .summary import EnergyStats, energy_of_distribution, estimate_energy
 
 __all__ = ["ESTIMATORS", "EnergyEstimator", "EnergyStats", "estimate_energy", "energy_of_distribution",
-           "ibp_energy", "kinetic_ibp", "local_energy", "stein_features", "n_stein_features", "fit_control_variates",
+           "ibp_energy", "ibp_energy_values", "kinetic_ibp", "local_energy", "local_energy_values", "stein_features",
+           "stein_feature_values", "n_stein_features", "fit_control_variates",
            "solve_control_variates", "control_variate_energy", "ControlVariateFit", "laplacian_exact",
            "laplacian_hutchinson", "laplacian_fn", "chunked_laplacians", "second_directional_derivative",
            "resolve_laplacian_method", "LAPLACIANS", "EXACT_LAPLACIAN_MAX_SITES"]

@@ -23,13 +23,14 @@ training (coefficients from earlier batches only).
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..._validation import QRGInputError
 from ...stats import Stats
 from .base import ESTIMATORS, EnergyEstimator, finite_stats
-from .ibp import ibp_energy
+from .ibp import ibp_energy_values
 
 
 def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int = 3, collective: bool = True):
@@ -82,6 +83,10 @@ def stein_features(lattice, phi, score, *, quartic: bool = True, neighbours: int
                   S**5 * G / V**2 + 5.0 * S**4 / V,
                   (2.0 * S * Q * G + 2.0 * S**2 * total(score * phi)) / V + 2.0 * Q + 8.0 * S**2 / V + 2.0 * S**2]
     return jnp.concatenate([quad, jnp.stack(feats, axis=1)], axis=1)
+
+
+#: :func:`stein_features` compiled once per lattice, options and batch shape (for concrete samples)
+stein_feature_values = jax.jit(stein_features, static_argnums=0, static_argnames=("quartic", "neighbours", "collective"))
 
 
 def fit_control_variates(values, features, ridge: float = 1e-10):
@@ -185,8 +190,8 @@ class ControlVariateFit:
 
 def n_stein_features(lattice) -> int:
     """Number of columns of :func:`stein_features` on ``lattice``."""
-    zero = jnp.zeros((1,) + lattice.shape)
-    return int(stein_features(lattice, zero, zero).shape[1])
+    zero = jax.ShapeDtypeStruct((1,) + lattice.shape, jnp.float32)
+    return int(jax.eval_shape(lambda x: stein_features(lattice, x, x), zero).shape[1])  # traced, not run
 
 
 class SteinControlVariates(EnergyEstimator):
@@ -196,10 +201,10 @@ class SteinControlVariates(EnergyEstimator):
     label = "Stein control variates"
 
     def estimate(self, theory, phi, score, laplacian=None):
-        features = np.asarray(stein_features(theory.lattice, phi, score))
+        features = np.asarray(stein_feature_values(theory.lattice, phi, score))
         if phi.shape[0] < 2 * (features.shape[1] + 2) or not np.all(np.isfinite(features)):
             return None
-        return control_variate_energy(np.asarray(ibp_energy(theory, phi, score)), features)
+        return control_variate_energy(np.asarray(ibp_energy_values(theory, phi, score)), features)
 
 
 ESTIMATORS.register("cv", SteinControlVariates())

@@ -11,7 +11,7 @@ import numpy as np
 from ..._validation import QRGInputError, check_int
 from ...stats import Stats, format_value_error
 from .base import ESTIMATORS, finite_stats
-from .local import LAPLACIANS, chunked_laplacians, laplacian_fn, local_energy, resolve_laplacian_method
+from .local import LAPLACIANS, chunked_laplacians, laplacian_fn, local_energy_values, resolve_laplacian_method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +131,7 @@ def estimate_energy(theory, phi, score, *, log_prob=None, laplacian: str = "auto
                 estimates[name] = st
     if method != "none" and "local" not in estimates:  # a failed Laplacian must not poison the others
         m = lap.shape[0]
-        bad = int(np.sum(~np.isfinite(np.asarray(local_energy(theory, phi[:m], score[:m], lap)))))
+        bad = int(np.sum(~np.isfinite(np.asarray(local_energy_values(theory, phi[:m], score[:m], lap)))))
         method = f"{method} (failed: {bad} non-finite E_loc values)"
     return EnergyStats(estimates=estimates, phi2=finite_stats(lat.mean_sites(phi**2), "φ²"),
                        abs_m=finite_stats(jnp.abs(lat.mean_sites(phi)), "|M|"), n_sites=lat.n_sites,
