@@ -5,8 +5,9 @@
 
 For every run directory (a finished `qrg solve --out RUN`): the Stein-control-variate energy on
 ``--energy-samples`` fresh samples drawn with a key independent of the run's own evaluation (key 777:
-runs of the same seed share their evaluation draws, see docs/rg_flow.md), and ⟨M²⟩, U4 (bootstrap
-error, 200 resamples), ⟨M⟩ and the weight of the M > 0 peak on ``--samples`` further draws (key 3);
+runs of the same seed share their evaluation draws, see docs/rg_flow.md), and ⟨M²⟩, U4, ⟨M⟩ and the
+weight of the M > 0 peak on ``--samples`` further draws (key 3; `qrg.scan.magnetisation_observables`,
+as `qrg scan` measures them);
 each against the DMRG point of the same m² (Δ in units of qrg's error bar). Appends one JSON record per
 run to ``--out`` (replacing a record of the same run directory) and prints it.
 """
@@ -23,10 +24,7 @@ import numpy as np
 
 from qrg.groundstate.evaluation import evaluate
 from qrg.groundstate.solve import load_run
-
-
-def binder(m):
-    return 1.0 - np.mean(m**4) / (3.0 * np.mean(m**2) ** 2)
+from qrg.scan import magnetisation_observables
 
 
 def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int) -> dict:
@@ -38,25 +36,19 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int) -> dict:
     stats = evaluate(state.flow, state.params, theory, jax.random.PRNGKey(777), n_energy, laplacian="none",
                      max_batch=0)
     cv = stats.estimates["cv"]
-    phi = np.asarray(state.sample(jax.random.PRNGKey(3), n_samples)[0])
-    m = phi.reshape(phi.shape[0], -1).mean(axis=1)
-    rng = np.random.default_rng(0)
-    u4_err = float(np.std([binder(m[rng.integers(0, m.size, m.size)]) for _ in range(200)]))
-    m2, m2_err = float(np.mean(m**2)), float(np.std(m**2) / np.sqrt(m.size))
-    u4 = float(binder(m))
+    obs = magnetisation_observables(np.asarray(state.sample(jax.random.PRNGKey(3), n_samples)[0]), theory.lattice)
     result = json.loads((pathlib.Path(run) / "result.json").read_text())
     cfg = result["config"]
     sites = theory.lattice.n_sites
     return {
         "run": run, "m2": theory.m2, "lam": theory.lam, "N": theory.lattice.N, "d": theory.lattice.d,
-        "settings": {k: cfg[k] for k in ("steps", "seed", "T", "collective", "hidden", "pair", "beta_rg", "batch")},
+        "settings": {k: cfg[k] for k in ("steps", "seed", "lr", "T", "collective", "hidden", "pair", "beta_rg", "batch")},
         "energy": cv.mean, "energy_err": cv.err, "n_energy": n_energy,
         "energy_per_site_minus_dmrg": (cv.mean - ref["energy"]) / sites,
         "z_energy": (cv.mean - ref["energy"]) / cv.err,
-        "M2": {"mean": m2, "err": m2_err, "dmrg": ref["M2"]["mean"], "z": (m2 - ref["M2"]["mean"]) / m2_err},
-        "U4": {"mean": u4, "err": u4_err, "dmrg": ref["U4"]["mean"], "z": (u4 - ref["U4"]["mean"]) / u4_err},
-        "M": {"mean": float(m.mean()), "err": float(m.std() / np.sqrt(m.size))},
-        "peak_weight": {"mean": float(np.mean(m > 0)), "err": 0.5 / np.sqrt(m.size)},
+        **{name: {**obs[name], "dmrg": ref[name]["mean"], "z": (obs[name]["mean"] - ref[name]["mean"]) / obs[name]["err"]}
+           for name in ("M2", "U4")},
+        "M": obs["M"], "peak_weight": obs["peak_weight"],
         "n_samples": n_samples, "variance": result.get("variance"),
         "rg_consistency_chi2_dof": (result.get("rg_consistency") or {}).get("chi2_dof"),
         "train_time_s": result.get("train_time_s"),
