@@ -5,6 +5,7 @@ import json
 import pickle
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -139,6 +140,60 @@ def test_runaway_learning_rate_is_rolled_back_and_reported(tmp_path):
     assert (code == 3) == (data["status"] != "completed") and code in (0, 3)
     if not data["energy"] < start + 10 * max(abs(start), 1.0):  # a garbage result is never "completed"
         assert data["status"] == "diverged" and code == 3
+
+
+class _BlowUp:
+    """A toy objective for the divergence guard: loss = noise + p² under SGD whose learning rate jumps
+    from 0.01 to 1.5 at update 150, so |p| doubles every step from there (an unstable run that climbs
+    out of its band for several accepted steps before its first runaway step)."""
+
+    def __call__(self, params, key, inputs):
+        loss = 0.01 * jax.random.normal(key) + jnp.sum(params["p"] ** 2)
+        return loss, {"loss": loss}
+
+    def metrics(self, loss, aux):
+        return {"loss": float(loss), "energy": float(loss), "energy_err": 0.0}
+
+
+def test_divergence_guard_restores_the_anchor_from_before_the_excursion():
+    """A runaway step after excursions goes back to the last anchor (a state whose following window of
+    losses stayed in the band), not to the previous, already degraded step; the run then completes in
+    its band. The guard's state survives a checkpoint round trip."""
+    import optax
+
+    from qrg.optim.loop import DivergenceGuard, Loop, LoopState, run
+
+    tx = optax.sgd(lambda n: jnp.where(n < 150, 0.01, 1.5))  # the count is in the optimiser state
+    loop = Loop(objective=_BlowUp(), tx=tx, divergence=DivergenceGuard())
+    guard = loop.divergence
+    state = LoopState.create({"p": jnp.asarray(0.1)}, tx)
+    state = run(loop, state, 300, jax.random.PRNGKey(0))
+    restores = [e for e in state.events if "restored_step" in e]
+    assert restores, state.events
+    first = restores[0]
+    assert first["restored_step"] < min(r["step"] for r in state.history if r["loss"] > 0.5)  # before the climb
+    assert state.status == "completed" and state.restores == len(restores) <= guard.max_restores
+    assert all(abs(r["loss"]) < 0.1 for r in state.history[-50:])  # back in the band, p -> 0
+    assert float(state.params["p"] ** 2) < 1e-3
+    again = LoopState.restore(state.trees(), json.loads(json.dumps(state.scalars())))
+    assert again.recent == state.recent and again.last_excursion == state.last_excursion
+    assert again.restores == state.restores and again.anchor[2:] == state.anchor[2:]
+    np.testing.assert_array_equal(again.anchor[0]["p"], state.anchor[0]["p"])
+
+
+def test_a_run_halved_twenty_times_in_all_stops_as_diverged():
+    """Failures that are not consecutive (every other step NaN) still stop the run once the learning rate
+    has been halved max_failures times: it no longer trains, and is not reported as completed."""
+    import optax
+
+    from qrg.optim.loop import MAX_CONSECUTIVE_FAILURES, Loop, LoopState, run
+
+    tx = optax.sgd(0.01)
+    loop = Loop(objective=_BlowUp(), tx=tx, poison_steps=frozenset(range(1, 200, 2)))
+    state = run(loop, LoopState.create({"p": jnp.asarray(0.1)}, tx), 200, jax.random.PRNGKey(0))
+    assert state.status == "diverged" and state.failures == 1
+    assert state.lr_scale == 0.5 ** MAX_CONSECUTIVE_FAILURES and state.step == 2 * MAX_CONSECUTIVE_FAILURES
+    assert "no longer trains" in state.events[-1]["event"]
 
 
 # ---------------------------------------------------------------------------- input that cannot work

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qrg import FourierGaussian, Phi4, QRGInputError
-from qrg.groundstate import SolveConfig, solve
+from qrg.groundstate import SolveConfig, load_run, solve
 from qrg.groundstate.estimators import energy_of_distribution
 from qrg.hartree import hartree_variance
 from qrg.models import GaussianBridge
@@ -367,3 +367,25 @@ def test_consistency_times_are_stratified_and_samples_reused(key):
     np.testing.assert_array_equal(rep[:5], phi0)
     np.testing.assert_array_equal(rep[5:10], phi0)
     np.testing.assert_array_equal(rep[10:], phi0[:2])
+
+
+def test_resume_carries_the_divergence_guards_anchor(tmp_path):
+    """After 2·window steps the checkpoint holds the guard's anchor and its candidate; a resume loads them
+    (the run continues bit for bit: same history as an uninterrupted run) and load_run still works."""
+    kw = _tiny(TINY_THEORY, steps=104, systematic_batch=0, consistency_batch=0)
+    straight = solve(TINY_THEORY, **kw)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(record):
+        if record["step"] == 101:  # 101 steps done and checkpointed; killed during step index 101
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        solve(TINY_THEORY, out=tmp_path, checkpoint_every=101, callback=stop, **kw)
+    layout = read_meta(tmp_path)["layout"]
+    assert {"anchor_params", "anchor_opt_state", "pending_params", "pending_opt_state"} <= set(layout)
+    resumed = solve(TINY_THEORY, out=tmp_path, resume=True, checkpoint_every=101, **kw)
+    assert [r["energy"] for r in straight.history] == [r["energy"] for r in resumed.history]
+    assert load_run(tmp_path).params is not None

@@ -86,11 +86,16 @@ class _Run:
         self.cfg, self.flow, self.tx, self.root, self.key_init, self.cv_fit = cfg, flow, tx, root, key_init, cv_fit
         self.schedule_steps = cfg.steps if schedule_steps is None else schedule_steps
 
-    def templates(self) -> dict:
+    def templates(self, stored=()) -> dict:
+        """The structures of a checkpoint's arrays; ``stored``: the names it holds (the divergence guard's
+        anchor and its candidate are there only once the run has made them)."""
         params = self.flow.init(self.key_init)
         opt_state = self.tx.init(params)
         trees = {"params": params, "opt_state": opt_state, "good_params": params, "good_opt_state": opt_state,
                  "key": self.root}
+        for name in ("anchor", "pending"):
+            if f"{name}_params" in stored:
+                trees[f"{name}_params"], trees[f"{name}_opt_state"] = params, opt_state
         if self.cv_fit is not None:
             trees["cv_state"] = ControlVariateFit(self.cv_fit.state["h"].shape[0], self.cfg.cv_decay).state
         return trees
@@ -103,14 +108,15 @@ class _Run:
                                           "schedule_steps": self.schedule_steps})
 
     def load(self, out) -> LoopState:
-        saved = ckpt.read_meta(out).get("config", {})  # the settings first: they name what differs
+        stored = ckpt.read_meta(out)
+        saved = stored.get("config", {})  # the settings first: they name what differs
         # a key added after the checkpoint was written has its default there (or its LEGACY value)
         defaults = {**SolveConfig().to_dict(), **LEGACY}
         diff = [k for k in RESUME_KEYS if saved.get(k, defaults[k]) != self.cfg.to_dict().get(k)]
         if diff:
             raise QRGInputError(f"cannot resume: the checkpoint in {str(out)!r} was made with different "
                                 f"{diff} ({ {k: saved.get(k, defaults[k]) for k in diff} }); pass the same configuration")
-        trees, meta = ckpt.load_checkpoint(out, self.templates())
+        trees, meta = ckpt.load_checkpoint(out, self.templates(stored.get("layout") or ()))
         if not np.array_equal(np.asarray(trees["key"]), np.asarray(self.root)):  # pragma: no cover - seed checked
             raise QRGInputError("checkpoint PRNG key does not match the seed")
         if self.cv_fit is not None:
@@ -324,5 +330,6 @@ def load_run(directory, *, n_steps: int | None = None) -> GroundState:
     root = jax.random.PRNGKey(cfg.seed)
     cv_fit = ControlVariateFit(n_stein_features(theory.lattice), cfg.cv_decay) if cfg.control_variates == "stein" \
         else None
-    trees, _ = ckpt.load_checkpoint(directory, _Run(cfg, flow, tx, root, jax.random.split(root, 3)[0], cv_fit).templates())
+    trees, _ = ckpt.load_checkpoint(directory, _Run(cfg, flow, tx, root, jax.random.split(root, 3)[0],
+                                                    cv_fit).templates(meta.get("layout") or ()))
     return GroundState(theory=theory, config=cfg, flow=flow, params=trees["params"])

@@ -161,8 +161,8 @@ def load_checkpoint(directory, templates: dict) -> tuple[dict, dict]:
     if not isinstance(layout, dict) or set(layout) != set(templates):
         raise CheckpointError(f"checkpoint {str(path)!r} holds {sorted(layout or {})}, expected {sorted(templates)}")
     trees, pos = {}, 0
-    for name, template in templates.items():
-        t_leaves, treedef = jax.tree_util.tree_flatten(template)
+    for name in layout:  # the stored order (the leaves are concatenated in it)
+        t_leaves, treedef = jax.tree_util.tree_flatten(templates[name])
         stored = leaves[pos:pos + len(layout[name])]
         pos += len(layout[name])
         dtypes = [np.asarray(x).dtype for x in t_leaves]

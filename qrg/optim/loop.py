@@ -12,12 +12,17 @@ current learning-rate factor. The loop (:func:`run`) applies it under one policy
 
 * a step with a non-finite loss or gradient is not applied; parameters and optimiser state
   return to the last state whose loss was finite (the one just evaluated), the learning-rate
-  factor is halved and the event is recorded; after ``max_failures`` consecutive failures the
-  run stops with status ``"diverged"``, keeping the last good state;
+  factor is halved and the event is recorded; after ``max_failures`` consecutive failures, or
+  ``max_failures`` halvings in all, the run stops with status ``"diverged"``, keeping the last
+  good state;
 * the key of step s is ``fold_in(key, s)`` (``key_schedule="fold_in"``: a resumed run is
   bit-identical) or the next split of a carried key (``"split"``);
 * with a ``checkpointer`` the state is saved every ``checkpoint_every`` steps and at the end;
-* with a :class:`DivergenceGuard`, a finite runaway loss is rolled back like a non-finite one;
+* with a :class:`DivergenceGuard`, a finite runaway loss is rolled back like a non-finite one, and a
+  failure that follows an *excursion* (an accepted loss far above the running band of the recent
+  losses: the state was already degrading before the failure) restores the last *anchor* instead of
+  the previous step: a state saved every ``window`` steps and kept only once the ``window`` steps
+  after it stayed in the band;
 * Ctrl-C (KeyboardInterrupt) saves the state of the last completed step and raises
   :class:`RunInterrupted`.
 """
@@ -31,6 +36,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 #: consecutive non-finite steps after which a run stops (keeping the last good state)
@@ -47,17 +53,59 @@ class RunInterrupted(KeyboardInterrupt):
 
 @dataclasses.dataclass(frozen=True)
 class DivergenceGuard:
-    """Treat a finite but runaway loss like a non-finite one: a step is rejected (rolled back, learning
-    rate halved) when its loss exceeds ref + factor·max(|ref|, 1), ref = the loss of the first applied
-    step. A learning rate far too large gives energies of 1e5–1e12 that are finite but meaningless."""
+    """Treat a finite but runaway loss like a non-finite one, and roll a degrading run back far enough.
+
+    *Runaway*: a step is rejected (rolled back, learning rate halved) when its loss exceeds
+    ref + factor·max(|ref|, 1), ref = the loss of the first applied step. A learning rate far too
+    large gives energies of 1e5–1e12 that are finite but meaningless.
+
+    *Excursion*: an accepted loss above median + n_sigma·1.4826·MAD of the last ``window`` accepted
+    losses (a robust band; needs ``window`` of them). A run that blows up usually climbs out of its
+    band for a few steps before its first rejected step, so the previous step is already broken and
+    halving the learning rate from it cannot recover. The guard therefore keeps an *anchor*: a state
+    is saved as a candidate every ``window`` steps and becomes the anchor once the ``window`` steps
+    after it had no excursion. A rejected step within ``window`` steps after an excursion restores
+    the anchor (learning rate halved) instead of the previous step; after ``max_restores`` such
+    restores the run stops as "diverged". Runs without excursions are not affected at all.
+    """
 
     factor: float = 10.0
+    window: int = 50
+    n_sigma: float = 8.0
+    max_restores: int = 10
 
     def rejects(self, state, loss: float) -> bool:
         if not state.history:
             return False
         ref = state.history[0]["loss"]
         return loss > ref + self.factor * max(abs(ref), 1.0)
+
+    def band(self, losses) -> float:
+        """The upper edge of the running band of ``losses`` (inf until there are ``window`` of them)."""
+        if len(losses) < self.window:
+            return float("inf")
+        x = np.asarray(losses[-self.window:], dtype=float)
+        med = float(np.median(x))
+        return med + self.n_sigma * 1.4826 * float(np.median(np.abs(x - med)))
+
+    def observe(self, state, loss: float) -> None:
+        """Book-keeping after an accepted step (``state.step`` is that step; ``state.params`` its result)."""
+        if loss > self.band(state.recent):
+            state.last_excursion = state.step
+        state.recent = (state.recent + [float(loss)])[-self.window:]
+        if len(state.recent) < self.window:
+            return
+        pend = state.pending
+        if pend is not None and state.step - pend[3] < self.window:
+            return
+        if pend is not None and state.last_excursion <= pend[3]:  # the window after it stayed in the band
+            state.anchor = pend
+        state.pending = (state.params, state.opt_state, state.n_updates, state.step, list(state.recent))
+
+    def should_restore(self, state) -> bool:
+        """Whether a rejected step at ``state.step`` goes back to the anchor rather than the previous step."""
+        return (state.anchor is not None and state.last_excursion > state.anchor[3]
+                and state.step - state.last_excursion <= self.window)
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "tx"))
@@ -92,6 +140,13 @@ class LoopState:
     train_time: float = 0.0
     status: str = "running"
     key: Any = None  # the carried key of key_schedule="split"
+    # DivergenceGuard book-keeping: recent accepted losses, step of the last excursion, anchor and its
+    # candidate as (params, opt_state, n_updates, step, recent losses), anchors restored so far
+    recent: list = dataclasses.field(default_factory=list)
+    last_excursion: int = -1
+    anchor: tuple | None = None
+    pending: tuple | None = None
+    restores: int = 0
 
     @classmethod
     def create(cls, params, tx, key=None) -> "LoopState":
@@ -102,7 +157,10 @@ class LoopState:
         """The JSON part of the state (for checkpoints)."""
         return {"step": self.step, "n_updates": self.n_updates, "good_n_updates": self.good[2],
                 "lr_scale": self.lr_scale, "failures": self.failures, "history": self.history,
-                "events": self.events, "train_time_s": self.train_time, "status": self.status}
+                "events": self.events, "train_time_s": self.train_time, "status": self.status,
+                "guard": {"recent": self.recent, "last_excursion": self.last_excursion, "restores": self.restores,
+                          "anchor": None if self.anchor is None else list(self.anchor[2:]),
+                          "pending": None if self.pending is None else list(self.pending[2:])}}
 
     def trees(self) -> dict:
         """The array part of the state (for checkpoints)."""
@@ -110,6 +168,9 @@ class LoopState:
                  "good_opt_state": self.good[1]}
         if self.key is not None:
             trees["loop_key"] = self.key
+        for name, saved in (("anchor", self.anchor), ("pending", self.pending)):
+            if saved is not None:
+                trees[f"{name}_params"], trees[f"{name}_opt_state"] = saved[0], saved[1]
         return trees
 
     @classmethod
@@ -120,7 +181,21 @@ class LoopState:
                    lr_scale=float(scalars["lr_scale"]), failures=int(scalars["failures"]),
                    history=list(scalars["history"]), events=list(scalars["events"]),
                    train_time=float(scalars["train_time_s"]), status=str(scalars["status"]),
-                   key=trees.get("loop_key"))
+                   key=trees.get("loop_key"), **_guard_fields(trees, scalars.get("guard")))
+
+
+def _guard_fields(trees: dict, guard: dict | None) -> dict:
+    """The DivergenceGuard fields of a checkpoint (absent in checkpoints written before the guard kept anchors)."""
+    if not guard:
+        return {}
+    fields = {"recent": [float(x) for x in guard["recent"]], "last_excursion": int(guard["last_excursion"]),
+              "restores": int(guard["restores"])}
+    for name in ("anchor", "pending"):
+        if guard.get(name) is not None:
+            n_updates, step, recent = guard[name]
+            fields[name] = (trees[f"{name}_params"], trees[f"{name}_opt_state"], int(n_updates), int(step),
+                            [float(x) for x in recent])
+    return fields
 
 
 @dataclasses.dataclass
@@ -163,18 +238,39 @@ def _accept(loop: Loop, state: LoopState, new, loss, aux, gnorm) -> dict:
         record.update(loop.accumulator.metrics(aux))
         loop.accumulator.observe(aux)
     state.n_updates += 1
+    if loop.divergence is not None:
+        loop.divergence.observe(state, float(loss))
     return record
 
 
 def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or gradient") -> None:
-    """Roll back a failed step: last good state, half the learning rate, record the event."""
-    state.params, state.opt_state, state.n_updates = state.good
+    """Roll back a failed step: last good state (or the guard's anchor after an excursion), half the
+    learning rate, record the event."""
+    guard = loop.divergence
     state.lr_scale *= 0.5
     state.failures += 1
-    state.events.append({"step": state.step, "event": f"{reason}: step skipped, last good "
-                         "state restored, learning rate halved", "lr_scale": state.lr_scale})
+    if guard is not None and guard.should_restore(state):
+        params, opt_state, n_updates, step, recent = state.anchor
+        excursion = state.last_excursion
+        state.params, state.opt_state, state.n_updates = params, opt_state, n_updates
+        state.good = (params, opt_state, n_updates)
+        state.recent, state.pending, state.last_excursion = list(recent), None, -1
+        state.restores += 1
+        state.events.append({"step": state.step, "event": f"{reason} after the losses had left their running band "
+                             f"(latest excursion at step {excursion}): step skipped, the state of step {step} restored, "
+                             "learning rate halved", "lr_scale": state.lr_scale, "restored_step": step})
+        if state.restores > guard.max_restores:
+            state.status = "diverged"
+    else:
+        state.params, state.opt_state, state.n_updates = state.good
+        state.events.append({"step": state.step, "event": f"{reason}: step skipped, last good "
+                             "state restored, learning rate halved", "lr_scale": state.lr_scale})
     if state.failures >= loop.max_failures:
         state.status = "diverged"
+    elif state.lr_scale <= 0.5 ** loop.max_failures:  # halved so often (not in a row) that it no longer trains
+        state.status = "diverged"
+        state.events.append({"step": state.step, "event": f"the learning rate has been halved {loop.max_failures} "
+                             "times: the run no longer trains; stopped", "lr_scale": state.lr_scale})
 
 
 def _snapshot(loop: Loop, state: LoopState):
