@@ -15,6 +15,11 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("EQX_ON_ERROR", "nan")
+# The tests' programs run for milliseconds and compile for seconds: XLA's backend optimisations (LLVM
+# passes) cost more than they save. Without them a tiny solve's backend compilation took 17-19 s instead
+# of 27-28 s and a NUTS test 16 s of CPU instead of 26 s (same printed numbers). Users' runs, `make run`
+# and the benchmarks keep the optimisations; set JAX_DISABLE_MOST_OPTIMIZATIONS=0 to test with them.
+os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
