@@ -52,6 +52,8 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int) -> dict:
         "n_samples": n_samples, "variance": result.get("variance"),
         "rg_consistency_chi2_dof": (result.get("rg_consistency") or {}).get("chi2_dof"),
         "train_time_s": result.get("train_time_s"),
+        "status": result.get("status"), "roll_backs": len(result.get("events") or []),
+        "anchor_restores": sum("restored_step" in e for e in result.get("events") or []),
     }
 
 
