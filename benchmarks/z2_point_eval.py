@@ -4,8 +4,9 @@
         [--energy-samples 32768] [--samples 16384] [--out benchmarks/z2/points.json]
 
 For every run directory (a finished `qrg solve --out RUN`): the Stein-control-variate energy on
-``--energy-samples`` fresh samples drawn with a key independent of the run's own evaluation (key 777:
-runs of the same seed share their evaluation draws, see docs/rg_flow.md), and ⟨M²⟩, U4, ⟨M⟩ and the
+``--energy-samples`` fresh samples drawn with a key independent of the run's own evaluation (``--key``,
+default 777: runs of the same seed share their evaluation draws, see docs/rg_flow.md; so do runs evaluated
+with the same key, whose flows are alike: use several keys for a claim across runs), and ⟨M²⟩, U4, ⟨M⟩ and the
 weight of the M > 0 peak on ``--samples`` further draws (key 3; `qrg.scan.magnetisation_observables`,
 as `qrg scan` measures them);
 each against the DMRG point of the same m² (Δ in units of qrg's error bar). Appends one JSON record per
@@ -27,13 +28,13 @@ from qrg.groundstate.solve import load_run
 from qrg.scan import magnetisation_observables
 
 
-def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int) -> dict:
+def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int = 777) -> dict:
     state = load_run(run)
     theory = state.theory
     ref = dmrg.get(theory.m2)
     if ref is None:
         raise SystemExit(f"{run}: the DMRG scan has no point at m2 = {theory.m2}")
-    stats = evaluate(state.flow, state.params, theory, jax.random.PRNGKey(777), n_energy, laplacian="none",
+    stats = evaluate(state.flow, state.params, theory, jax.random.PRNGKey(key), n_energy, laplacian="none",
                      max_batch=0)
     cv = stats.estimates["cv"]
     obs = magnetisation_observables(np.asarray(state.sample(jax.random.PRNGKey(3), n_samples)[0]), theory.lattice)
@@ -43,7 +44,7 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int) -> dict:
     return {
         "run": run, "m2": theory.m2, "lam": theory.lam, "N": theory.lattice.N, "d": theory.lattice.d,
         "settings": {k: cfg[k] for k in ("steps", "seed", "lr", "T", "collective", "hidden", "pair", "beta_rg", "batch")},
-        "energy": cv.mean, "energy_err": cv.err, "n_energy": n_energy,
+        "energy": cv.mean, "energy_err": cv.err, "n_energy": n_energy, "energy_key": key,
         "energy_per_site_minus_dmrg": (cv.mean - ref["energy"]) / sites,
         "z_energy": (cv.mean - ref["energy"]) / cv.err,
         **{name: {**obs[name], "dmrg": ref[name]["mean"], "z": (obs[name]["mean"] - ref[name]["mean"]) / obs[name]["err"]}
@@ -63,6 +64,7 @@ def main(argv=None):
     p.add_argument("--dmrg", required=True, help="scan.json of `qrg scan --method dmrg` on the same line")
     p.add_argument("--energy-samples", type=int, default=32768)
     p.add_argument("--samples", type=int, default=16384)
+    p.add_argument("--key", type=int, default=777, help="PRNG key of the energy samples")
     p.add_argument("--out", default="benchmarks/z2/points.json")
     args = p.parse_args(argv)
     dmrg = {pt["m2"]: pt for pt in json.loads(pathlib.Path(args.dmrg).read_text())["points"]}
@@ -71,8 +73,9 @@ def main(argv=None):
     data["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "jax": jax.__version__}
     for run in args.runs:
-        rec = evaluate_run(run, dmrg, args.energy_samples, args.samples)
-        data["points"] = [r for r in data["points"] if r["run"] != run] + [rec]
+        rec = evaluate_run(run, dmrg, args.energy_samples, args.samples, args.key)
+        data["points"] = [r for r in data["points"]
+                          if (r["run"], r.get("energy_key", 777)) != (run, args.key)] + [rec]
         print(json.dumps(rec), flush=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
 
