@@ -247,19 +247,24 @@ def straight_run(tmp_path_factory):
     return solve(TINY_THEORY, out=tmp_path_factory.mktemp("straight"), checkpoint_every=3, **_tiny(TINY_THEORY))
 
 
+class _Interrupt(Exception):
+    """A run killed from its callback (no Ctrl-C handling: only the periodic checkpoint survives)."""
+
+
+def _stop_at(step: int):
+    """A callback that kills the run when the history record of ``step`` arrives."""
+    def stop(record):
+        if record["step"] == step:
+            raise _Interrupt
+    return stop
+
+
 def test_checkpoint_resume_is_bit_for_bit(tmp_path, straight_run):
     theory = TINY_THEORY
     straight = straight_run
 
-    class Interrupt(Exception):
-        pass
-
-    def stop_after_3(record):
-        if record["step"] == 3:  # 3 steps done and checkpointed; killed during step index 3
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        solve(theory, out=tmp_path / "b", checkpoint_every=3, callback=stop_after_3, **_tiny(theory))
+    with pytest.raises(_Interrupt):  # 3 steps done and checkpointed; killed during step index 3
+        solve(theory, out=tmp_path / "b", checkpoint_every=3, callback=_stop_at(3), **_tiny(theory))
     assert read_meta(tmp_path / "b")["step"] == 3
     resumed = solve(theory, out=tmp_path / "b", checkpoint_every=3, resume=True, **_tiny(theory))
     for x, y in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
@@ -375,15 +380,8 @@ def test_resume_carries_the_divergence_guards_anchor(tmp_path):
     kw = _tiny(TINY_THEORY, steps=104, systematic_batch=0, consistency_batch=0)
     straight = solve(TINY_THEORY, **kw)
 
-    class Interrupt(Exception):
-        pass
-
-    def stop(record):
-        if record["step"] == 101:  # 101 steps done and checkpointed; killed during step index 101
-            raise Interrupt
-
-    with pytest.raises(Interrupt):
-        solve(TINY_THEORY, out=tmp_path, checkpoint_every=101, callback=stop, **kw)
+    with pytest.raises(_Interrupt):  # 101 steps done and checkpointed; killed during step index 101
+        solve(TINY_THEORY, out=tmp_path, checkpoint_every=101, callback=_stop_at(101), **kw)
     layout = read_meta(tmp_path)["layout"]
     assert {"anchor_params", "anchor_opt_state", "pending_params", "pending_opt_state"} <= set(layout)
     resumed = solve(TINY_THEORY, out=tmp_path, resume=True, checkpoint_every=101, **kw)
