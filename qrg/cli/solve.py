@@ -137,16 +137,21 @@ def run(args) -> int:
         say(f"qrg solve: interrupted after {stop.state.step} steps{where}", file=sys.stderr)
         return 130
     say(result)
-    if result.events:
-        say(f"qrg solve: {len(result.events)} step(s) rolled back (non-finite or runaway loss; learning rate "
-              f"lowered); status: {result.status}", file=sys.stderr)
+    rolled = [e for e in result.events if "step skipped" in e["event"]]
+    if rolled:
+        restores = [e["restored_step"] for e in rolled if "restored_step" in e]
+        further = (f", {len(restores)} of them back to the last state before the losses left their band "
+                   f"(step {', '.join(map(str, restores))})") if restores else ""
+        say(f"qrg solve: {len(rolled)} step(s) rolled back (non-finite or runaway loss; learning rate "
+              f"lowered{further}); status: {result.status}", file=sys.stderr)
     if out is not None:
         say(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
     else:
         say(json.dumps({k: result.to_json()[k] for k in ("energy", "energy_err", "variance", "reference")}))
     if result.status != "completed":
-        say(f"qrg solve: the optimisation {result.status} (every step of the last {len(result.events)} failed): "
-              "the numbers above are those of the last good state; lower --lr", file=sys.stderr)
+        why = result.events[-1]["event"] if result.events else "no step succeeded"
+        say(f"qrg solve: the optimisation {result.status} ({why}): the numbers above are those of the last "
+            "good state; lower --lr", file=sys.stderr)
         return 3
     return 0
 
