@@ -1,0 +1,74 @@
+"""The Binder crossing of qrg's re-evaluated runs (``z2/points.json``) against DMRG's.
+
+    python benchmarks/z2_point_crossing.py --runs16 RUN16 [RUN16 ...] --runs32 RUN32 [RUN32 ...] \
+        [--points benchmarks/z2/points.json] [--dmrg benchmarks/z2/dmrg16 benchmarks/z2/dmrg32]
+
+The records of ``z2_point_eval.py`` are grouped by (N, m²). Where several runs (seeds) share a point,
+U4 is their mean and its error the standard error of that mean from the spread between the runs
+(which contains the sampling error and the optimisation's spread); a point with one run carries its
+sampling error only (the optimisation spread, about 0.0035 in U4 at m² = −0.7 for N = 16 per
+docs/scan.md, is not in it: the script says which points have one run). The crossing is
+``qrg.scan.binder_crossing`` of the two curves, the same function `qrg scan` uses, and DMRG's from the
+DMRG scans; prints both and their relative difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+import numpy as np
+
+from qrg.scan import binder_crossing, read_scan
+
+
+def qrg_curve(records: list[dict], N: int) -> dict:
+    """A scan dict (as ``qrg scan`` writes it) of the records of one N, one point per m²."""
+    by_m2: dict = {}
+    for r in records:
+        by_m2.setdefault(r["m2"], []).append(r)
+    points = []
+    for m2, group in sorted(by_m2.items()):
+        u = np.array([g["U4"]["mean"] for g in group])
+        if len(group) > 1:
+            err = float(np.std(u, ddof=1) / np.sqrt(len(u)))
+        else:
+            err = float(group[0]["U4"]["err"])
+        points.append({"m2": m2, "U4": {"mean": float(u.mean()), "err": err}, "runs": len(group)})
+    first = records[0]
+    return {"d": first["d"], "a": 1.0, "lam": first["lam"], "N": N, "method": "qrg", "points": points}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs16", nargs="+", required=True, help="run directories of the smaller N")
+    p.add_argument("--runs32", nargs="+", required=True, help="run directories of the larger N")
+    p.add_argument("--points", default="benchmarks/z2/points.json")
+    p.add_argument("--dmrg", nargs=2, default=["benchmarks/z2/dmrg16", "benchmarks/z2/dmrg32"])
+    p.add_argument("--key", type=int, default=777, help="energy key of the records to use (the moments do not depend on it)")
+    args = p.parse_args(argv)
+    records = json.loads(pathlib.Path(args.points).read_text())["points"]
+    pick = lambda runs: [r for r in records if r["run"] in runs and r.get("energy_key", 777) == args.key]  # noqa: E731
+    small, large = pick(args.runs16), pick(args.runs32)
+    missing = [r for r in args.runs16 + args.runs32 if r not in {x["run"] for x in small + large}]
+    if missing:
+        raise SystemExit(f"no record (energy key {args.key}) in {args.points} for {missing}: run z2_point_eval.py first")
+    curves = [qrg_curve(small, small[0]["N"]), qrg_curve(large, large[0]["N"])]
+    for c in curves:
+        for q in c["points"]:
+            print(f"qrg N={c['N']:3d} m2={q['m2']:+.3f} U4 = {q['U4']['mean']:.4f} ± {q['U4']['err']:.4f} "
+                  f"({q['runs']} run{'s' if q['runs'] > 1 else ''})")
+    ours = binder_crossing(*curves)
+    ref = binder_crossing(read_scan(args.dmrg[0]), read_scan(args.dmrg[1]))
+    print(f"DMRG crossing N={ref['N']}: m2_c = {ref['m2']}")
+    if ours["m2"] is None:
+        print(f"qrg: no crossing ({ours['reason']})")
+        return
+    rel = (ours["m2"] - ref["m2"]) / abs(ref["m2"])
+    print(f"qrg  crossing N={ours['N']}: m2_c = {ours['m2']:.5f} ± {ours['err']:.5f}; "
+          f"relative difference from DMRG {rel:+.2%} ({(ours['m2'] - ref['m2']) / ours['err']:+.1f} sigma)")
+
+
+if __name__ == "__main__":
+    main()
