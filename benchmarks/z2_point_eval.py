@@ -10,7 +10,7 @@ with the same key, whose flows are alike: use several keys for a claim across ru
 weight of the M > 0 peak on ``--samples`` further draws (key 3; `qrg.scan.magnetisation_observables`,
 as `qrg scan` measures them);
 each against the DMRG point of the same m² (Δ in units of qrg's error bar). Appends one JSON record per
-run to ``--out`` (replacing a record of the same run directory) and prints it.
+run and energy key to ``--out`` (replacing a record of the same run directory and key) and prints it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 
 from qrg.groundstate.evaluation import evaluate
 from qrg.groundstate.solve import load_run
+from qrg.optim.loop import rolled_back
 from qrg.scan import magnetisation_observables
 
 
@@ -53,7 +54,7 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int =
         "n_samples": n_samples, "variance": result.get("variance"),
         "rg_consistency_chi2_dof": (result.get("rg_consistency") or {}).get("chi2_dof"),
         "train_time_s": result.get("train_time_s"),
-        "status": result.get("status"), "roll_backs": len(result.get("events") or []),
+        "status": result.get("status"), "roll_backs": len(rolled_back(result.get("events") or [])),
         "anchor_restores": sum("restored_step" in e for e in result.get("events") or []),
     }
 

@@ -19,6 +19,7 @@ from ..groundstate.config import CONTROL_VARIATES, REPORTED_ESTIMATORS, SolveCon
 from ..groundstate.estimators import LAPLACIANS
 from ..models import MODELS
 from ..optim import OPTIMIZERS
+from ..optim.loop import rolled_back
 from ..rg import SCHEMES
 from . import add_theory_args
 
@@ -137,7 +138,7 @@ def run(args) -> int:
         say(f"qrg solve: interrupted after {stop.state.step} steps{where}", file=sys.stderr)
         return 130
     say(result)
-    rolled = [e for e in result.events if "step skipped" in e["event"]]
+    rolled = rolled_back(result.events)
     if rolled:
         restores = [e["restored_step"] for e in rolled if "restored_step" in e]
         further = (f", {len(restores)} of them back to the last state before the losses left their band "

@@ -10,6 +10,7 @@ import pathlib
 import numpy as np
 
 from ..optim.checkpoint import atomic_write_text
+from ..optim.loop import rolled_back
 from ..stats import format_value_error
 from .estimators.summary import format_variance
 
@@ -57,7 +58,7 @@ def result_json(result) -> dict:
         "n_params": result.n_params,
         "n_devices": result.n_devices,
         "n_processes": result.n_processes,
-        "nan_recoveries": len(result.events),
+        "nan_recoveries": len(rolled_back(result.events)),
         "events": result.events,
         "config": result.config.to_dict(),
         "theory": result.theory.params(),

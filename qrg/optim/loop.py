@@ -273,6 +273,12 @@ def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or grad
                              "times: the run no longer trains; stopped", "lr_scale": state.lr_scale})
 
 
+def rolled_back(events: list) -> list:
+    """The events of ``events`` that are rolled-back steps (not the notes of a stopped run or of a runaway
+    final evaluation); the text is that of :func:`_reject`, also in results written by earlier releases."""
+    return [e for e in events if "step skipped" in e["event"]]
+
+
 def _snapshot(loop: Loop, state: LoopState):
     fields = tuple(getattr(state, f.name) for f in dataclasses.fields(state))
     acc = None if loop.accumulator is None else dict(loop.accumulator.state)
