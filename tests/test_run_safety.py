@@ -164,7 +164,7 @@ def test_divergence_guard_restores_the_anchor_from_before_the_excursion():
     from qrg.optim.loop import DivergenceGuard, Loop, LoopState, run
 
     tx = optax.sgd(lambda n: jnp.where(n < 150, 0.01, 1.5))  # the count is in the optimiser state
-    loop = Loop(objective=_BlowUp(), tx=tx, divergence=DivergenceGuard())
+    loop = Loop(objective=_BlowUp(), tx=tx, divergence=DivergenceGuard(), average_from=100)
     guard = loop.divergence
     state = LoopState.create({"p": jnp.asarray(0.1)}, tx)
     state = run(loop, state, 300, jax.random.PRNGKey(0))
@@ -179,6 +179,37 @@ def test_divergence_guard_restores_the_anchor_from_before_the_excursion():
     assert again.recent == state.recent and again.last_excursion == state.last_excursion
     assert again.restores == state.restores and again.anchor[2:] == state.anchor[2:]
     np.testing.assert_array_equal(again.anchor[0]["p"], state.anchor[0]["p"])
+    # the iterate average held degraded steps: it restarted at the last restore
+    last = restores[-1]["step"]
+    assert "parameter average" in restores[0]["event"]
+    assert state.n_average == sum(r["step"] > last for r in state.history)
+
+
+def test_iterate_average_is_the_mean_of_the_accepted_steps_and_resumes_exactly():
+    """average_from = s0: state.average is the mean of the parameters after every accepted step from s0 on
+    (a NaN step in the window is not counted), and a checkpoint round trip in the middle of the window
+    continues the same average."""
+    import optax
+
+    from qrg.optim.loop import Loop, LoopState, run
+
+    tx = optax.sgd(0.05)
+    loop = Loop(objective=_BlowUp(), tx=tx, average_from=20, poison_steps=frozenset({30}))
+    state, seen, key = LoopState.create({"p": jnp.asarray(1.0)}, tx), [], jax.random.PRNGKey(1)
+    for n in range(1, 61):
+        state.status = "running"
+        state = run(loop, state, n, key)
+        if n - 1 >= 20 and n - 1 != 30:
+            seen.append(float(state.params["p"]))
+        if n == 40:
+            mid = (state.trees(), json.loads(json.dumps(state.scalars())))
+    assert state.n_average == len(seen) == 39
+    np.testing.assert_allclose(float(state.average["p"]), np.mean(seen), rtol=1e-12)
+    assert float(state.averaged_params["p"]) == float(state.average["p"])
+    resumed = LoopState.restore(*mid)
+    resumed.status = "running"
+    resumed = run(loop, resumed, 60, key)
+    assert resumed.n_average == 39 and float(resumed.average["p"]) == float(state.average["p"])
 
 
 def test_a_run_halved_twenty_times_in_all_stops_as_diverged():
@@ -205,6 +236,9 @@ def test_impossible_sizes_and_bad_values_are_refused_by_name(tmp_path):
     check_memory(SolveConfig())  # the default fits easily
     with pytest.raises(qrg.QRGInputError, match="seed"):
         SolveConfig(seed=10**25)
+    for bad_average in (1.0, -0.1):
+        with pytest.raises(qrg.QRGInputError, match="average"):
+            SolveConfig(average=bad_average)
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"N = 16\n\xff\xfe = 3\n")
     with pytest.raises(qrg.QRGInputError, match="UTF-8"):

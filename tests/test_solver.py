@@ -374,16 +374,24 @@ def test_consistency_times_are_stratified_and_samples_reused(key):
     np.testing.assert_array_equal(rep[10:], phi0[:2])
 
 
-def test_resume_carries_the_divergence_guards_anchor(tmp_path):
-    """After 2·window steps the checkpoint holds the guard's anchor and its candidate; a resume loads them
-    (the run continues bit for bit: same history as an uninterrupted run) and load_run still works."""
-    kw = _tiny(TINY_THEORY, steps=104, systematic_batch=0, consistency_batch=0)
+def test_resume_carries_the_divergence_guards_anchor_and_the_parameter_average(tmp_path):
+    """After 2·window steps the checkpoint holds the guard's anchor and its candidate, and (average = 0.25:
+    steps 78..103) the iterate average; a resume loads them (the run continues bit for bit: same history
+    and the same averaged parameters, evaluated and returned by load_run, as an uninterrupted run)."""
+    kw = _tiny(TINY_THEORY, steps=104, systematic_batch=0, consistency_batch=0, average=0.25)
     straight = solve(TINY_THEORY, **kw)
+    assert straight.averaged_steps == 26
 
     with pytest.raises(_Interrupt):  # 101 steps done and checkpointed; killed during step index 101
         solve(TINY_THEORY, out=tmp_path, checkpoint_every=101, callback=_stop_at(101), **kw)
     layout = read_meta(tmp_path)["layout"]
-    assert {"anchor_params", "anchor_opt_state", "pending_params", "pending_opt_state"} <= set(layout)
+    assert {"anchor_params", "anchor_opt_state", "pending_params", "pending_opt_state",
+            "average_params"} <= set(layout)
     resumed = solve(TINY_THEORY, out=tmp_path, resume=True, checkpoint_every=101, **kw)
     assert [r["energy"] for r in straight.history] == [r["energy"] for r in resumed.history]
-    assert load_run(tmp_path).params is not None
+    assert resumed.averaged_steps == 26 and resumed.energy.mean == straight.energy.mean
+    last = solve(TINY_THEORY, **{**kw, "average": 0.0}).params  # the same training: its last step's parameters
+    for saved, avg, final in zip(*(jax.tree_util.tree_leaves(t) for t in (load_run(tmp_path).params, straight.params,
+                                                                          last))):
+        np.testing.assert_array_equal(np.asarray(saved), np.asarray(avg))
+        assert not np.array_equal(np.asarray(saved), np.asarray(final))  # the average, not the last step's

@@ -26,6 +26,8 @@ _QRG_FLAGS = {
     "steps": dict(type=int, help="qrg: optimisation steps per point"),
     "batch": dict(type=int, help="qrg: samples per step"),
     "lr": dict(type=float, help="qrg: peak learning rate"),
+    "average": dict(type=float, help="qrg: average the parameters over this final fraction of the steps "
+                    "(0 = off)"),
     "n_steps": dict(type=int, help="qrg: ODE steps in training"),
     "eval_n_steps": dict(type=int, help="qrg: ODE steps of the final evaluation"),
     "eval_batch": dict(type=int, help="qrg: samples of the final energy evaluation"),

@@ -41,6 +41,8 @@ _FLAGS = {
     "optimizer": dict(choices=OPTIMIZERS.names(), help="optimiser (default adam)"),
     "lr": dict(type=float, help="peak learning rate"),
     "lr_final": dict(type=float, help="final / peak learning rate of the cosine schedule"),
+    "average": dict(type=float, help="average the parameters over this final fraction of the steps and "
+                    "evaluate the average (0 = off, the default; docs/solver.md)"),
     "beta_rg": dict(type=float, help="weight of the RG-consistency term (default 0.1; 0 = energy only)"),
     "control_variates": dict(choices=CONTROL_VARIATES,
                              help="zero-mean Stein control variates in the training energy (default stein)"),

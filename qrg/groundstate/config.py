@@ -116,6 +116,7 @@ class SolveConfig:
     lr_final: float = 0.02
     warmup: int = 10
     grad_clip: float = 0.0
+    average: float = 0.0
     beta_rg: float = 0.1
     consistency: str = "dsm"
     rg_batch: int = 1024
@@ -157,6 +158,9 @@ class SolveConfig:
                 raise QRGInputError(f"{name} must be >= 0 (got {getattr(self, name)})")
         if not 0 <= self.cv_decay < 1:
             raise QRGInputError(f"cv_decay must be in [0, 1) (got {self.cv_decay})")
+        if not 0 <= self.average < 1:
+            raise QRGInputError(f"average (the final fraction of the steps whose parameters are averaged) must be "
+                                f"in [0, 1) (got {self.average})")
         if not 0 < self.lr_final <= 1:
             raise QRGInputError(f"lr_final (final / initial learning rate) must be in (0, 1] (got {self.lr_final})")
         if self.lam < 0:

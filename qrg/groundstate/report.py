@@ -27,6 +27,7 @@ def result_json(result) -> dict:
         "estimator_rule": ("smallest error bar on the evaluation samples (chosen after the fact)"
                            if result.config.estimator == "auto" else f"fixed in advance: {result.config.estimator}"),
         "schedule_steps": result.schedule_steps,
+        "averaged_steps": result.averaged_steps,
         "energy_sys": result.systematic,
         "energy_total_err": result.total_error,
         "discretisation": None if result.discretisation is None else result.discretisation.to_json(),

@@ -81,6 +81,7 @@ class SolveResult(GroundState):
     n_devices: int = 1  # devices the Monte Carlo batch was sharded over
     n_processes: int = 1
     schedule_steps: int | None = None  # steps of the learning-rate schedule (the original run's on resume)
+    averaged_steps: int = 0  # accepted steps in the iterate average that ``params`` is (0: the last step's)
 
     # ---------------------------------------------------------------- estimates
     @property

@@ -31,7 +31,7 @@ from .result import GroundState, SolveResult
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
                "adjoint", "integrator", "collective", "growth", "pair", "hidden", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
-               "grad_clip", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
+               "grad_clip", "average", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 
 def check_memory(cfg, available: int | None = None) -> None:
@@ -96,6 +96,8 @@ class _Run:
         for name in ("anchor", "pending"):
             if f"{name}_params" in stored:
                 trees[f"{name}_params"], trees[f"{name}_opt_state"] = params, opt_state
+        if "average_params" in stored:
+            trees["average_params"] = params
         if self.cv_fit is not None:
             trees["cv_state"] = ControlVariateFit(self.cv_fit.state["h"].shape[0], self.cfg.cv_decay).state
         return trees
@@ -160,6 +162,15 @@ def check_out(out, *, resume: bool, force: bool):
         raise QRGInputError(f"out {str(out)!r} holds another run (result.json or checkpoint.npz): continue it "
                             "with resume (--resume) or replace it with force (--force)")
     return check_writable_dir(out, "out")
+
+
+def average_from(cfg, schedule_steps: int) -> int | None:
+    """The first step whose parameters enter the iterate average (None: ``average = 0``, no averaging): the
+    last ``average`` fraction of the scheduled steps (of the original run when resuming; steps added by
+    extending a run are averaged too)."""
+    if not cfg.average:
+        return None
+    return schedule_steps - max(1, round(cfg.average * schedule_steps))
 
 
 def _schedule_steps(cfg, out, resume: bool) -> int:
@@ -279,15 +290,18 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
                 checkpointer=None if out is None or not is_main_process() else (lambda s: run_.save(out, s)),
                 progress=_progress(cfg, state.step) if progress else None,
-                poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard())
+                poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
+                average_from=average_from(cfg, schedule_steps))
     state = run(loop, state, cfg.steps, key_train)
-    flow, stats, check = _evaluate(flow, state.params, theory, cfg, key_eval)
+    params = state.averaged_params
+    flow, stats, check = _evaluate(flow, params, theory, cfg, key_eval)
     result = SolveResult(
-        theory=theory, flow=flow, params=state.params, stats=stats, history=state.history, events=state.events,
+        theory=theory, flow=flow, params=params, stats=stats, history=state.history, events=state.events,
         config=cfg, n_params=count_params(state.params), wall_time_s=0.0, train_time_s=state.train_time,
         steps_done=state.step, status=state.status, schedule_steps=schedule_steps,
         reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check,
-        n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count())
+        n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count(),
+        averaged_steps=state.n_average)
     _check_runaway(result)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
@@ -332,4 +346,5 @@ def load_run(directory, *, n_steps: int | None = None) -> GroundState:
         else None
     trees, _ = ckpt.load_checkpoint(directory, _Run(cfg, flow, tx, root, jax.random.split(root, 3)[0],
                                                     cv_fit).templates(meta.get("layout") or ()))
-    return GroundState(theory=theory, config=cfg, flow=flow, params=trees["params"])
+    # the evaluated parameters: the iterate average when the run kept one (config ``average``)
+    return GroundState(theory=theory, config=cfg, flow=flow, params=trees.get("average_params", trees["params"]))

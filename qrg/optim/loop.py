@@ -23,6 +23,10 @@ current learning-rate factor. The loop (:func:`run`) applies it under one policy
   losses: the state was already degrading before the failure) restores the last *anchor* instead of
   the previous step: a state saved every ``window`` steps and kept only once the ``window`` steps
   after it stayed in the band;
+* with ``average_from`` = s0, the parameters of every accepted step from step s0 on are averaged
+  (Polyak–Ruppert iterate averaging, ``state.average``): the random walk that a stochastic optimiser
+  keeps making along directions where the loss is nearly flat (e.g. the zero mode near a phase
+  transition) averages out of the mean. An anchor restore starts the average afresh;
 * Ctrl-C (KeyboardInterrupt) saves the state of the last completed step and raises
   :class:`RunInterrupted`.
 """
@@ -147,6 +151,9 @@ class LoopState:
     anchor: tuple | None = None
     pending: tuple | None = None
     restores: int = 0
+    # iterate averaging: the mean of the parameters of the n_average accepted steps since average_from
+    average: Any = None
+    n_average: int = 0
 
     @classmethod
     def create(cls, params, tx, key=None) -> "LoopState":
@@ -158,6 +165,7 @@ class LoopState:
         return {"step": self.step, "n_updates": self.n_updates, "good_n_updates": self.good[2],
                 "lr_scale": self.lr_scale, "failures": self.failures, "history": self.history,
                 "events": self.events, "train_time_s": self.train_time, "status": self.status,
+                "n_average": self.n_average,
                 "guard": {"recent": self.recent, "last_excursion": self.last_excursion, "restores": self.restores,
                           "anchor": None if self.anchor is None else list(self.anchor[2:]),
                           "pending": None if self.pending is None else list(self.pending[2:])}}
@@ -171,6 +179,8 @@ class LoopState:
         for name, saved in (("anchor", self.anchor), ("pending", self.pending)):
             if saved is not None:
                 trees[f"{name}_params"], trees[f"{name}_opt_state"] = saved[0], saved[1]
+        if self.average is not None:
+            trees["average_params"] = self.average
         return trees
 
     @classmethod
@@ -181,7 +191,13 @@ class LoopState:
                    lr_scale=float(scalars["lr_scale"]), failures=int(scalars["failures"]),
                    history=list(scalars["history"]), events=list(scalars["events"]),
                    train_time=float(scalars["train_time_s"]), status=str(scalars["status"]),
-                   key=trees.get("loop_key"), **_guard_fields(trees, scalars.get("guard")))
+                   key=trees.get("loop_key"), average=trees.get("average_params"),
+                   n_average=int(scalars.get("n_average", 0)), **_guard_fields(trees, scalars.get("guard")))
+
+    @property
+    def averaged_params(self):
+        """The iterate average if the loop has one, else the current parameters."""
+        return self.params if self.average is None else self.average
 
 
 def _guard_fields(trees: dict, guard: dict | None) -> dict:
@@ -215,6 +231,10 @@ class Loop:
     poison_steps: frozenset = frozenset()
     stop: Callable[[LoopState], bool] | None = None  # e.g. a wall-time budget: stop when it returns True
     divergence: DivergenceGuard | None = None
+    average_from: int | None = None  # average the parameters of the accepted steps from this step on
+
+    def averages(self, state: LoopState) -> bool:
+        return self.average_from is not None and state.step >= self.average_from
 
     def step_key(self, state: LoopState, key):
         if self.key_schedule == "split":
@@ -238,9 +258,19 @@ def _accept(loop: Loop, state: LoopState, new, loss, aux, gnorm) -> dict:
         record.update(loop.accumulator.metrics(aux))
         loop.accumulator.observe(aux)
     state.n_updates += 1
+    if loop.averages(state):
+        state.average = state.params if state.average is None else _running_mean(state.average, state.params,
+                                                                                 state.n_average)
+        state.n_average += 1
     if loop.divergence is not None:
         loop.divergence.observe(state, float(loss))
     return record
+
+
+@jax.jit
+def _running_mean(mean, x, n):
+    """The mean of n + 1 values from the mean of the first n and the next one."""
+    return jax.tree_util.tree_map(lambda m, v: m + (v - m) / (n + 1), mean, x)
 
 
 def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or gradient") -> None:
@@ -256,9 +286,13 @@ def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or grad
         state.good = (params, opt_state, n_updates)
         state.recent, state.pending, state.last_excursion = list(recent), None, -1
         state.restores += 1
+        dropped = state.n_average
+        state.average, state.n_average = None, 0  # it holds the degraded steps: start afresh
         state.events.append({"step": state.step, "event": f"{reason} after the losses had left their running band "
                              f"(latest excursion at step {excursion}): step skipped, the state of step {step} restored, "
-                             "learning rate halved", "lr_scale": state.lr_scale, "restored_step": step})
+                             "learning rate halved" + (f", the parameter average of {dropped} steps restarted"
+                                                       if dropped else ""),
+                             "lr_scale": state.lr_scale, "restored_step": step})
         if state.restores > guard.max_restores:
             state.status = "diverged"
     else:
