@@ -4,8 +4,9 @@
         [--points benchmarks/z2/points.json] [--dmrg benchmarks/z2/dmrg16 benchmarks/z2/dmrg32]
 
 The records of ``z2_point_eval.py`` are grouped by (N, m²). Where several runs (seeds) share a point,
-U4 is their mean and its error the standard error of that mean from the spread between the runs
-(which contains the sampling error and the optimisation's spread); a point with one run carries its
+U4 is their mean and its error ``qrg.scan.combine_values`` (the standard error of that mean from the
+spread between the runs, which contains the sampling error and the optimisation's spread, and never
+below the sampling error of the mean; what ``qrg scan --combine`` uses); a point with one run carries its
 sampling error only (the optimisation spread, about 0.0035 in U4 at m² = −0.7 for N = 16 per
 docs/scan.md, is not in it: the script says which points have one run). The crossing is
 ``qrg.scan.binder_crossing`` of the two curves, the same function `qrg scan` uses, and DMRG's from the
@@ -18,9 +19,7 @@ import argparse
 import json
 import pathlib
 
-import numpy as np
-
-from qrg.scan import binder_crossing, read_scan
+from qrg.scan import binder_crossing, combine_values, read_scan
 
 
 def qrg_curve(records: list[dict], N: int) -> dict:
@@ -30,12 +29,8 @@ def qrg_curve(records: list[dict], N: int) -> dict:
         by_m2.setdefault(r["m2"], []).append(r)
     points = []
     for m2, group in sorted(by_m2.items()):
-        u = np.array([g["U4"]["mean"] for g in group])
-        if len(group) > 1:
-            err = float(np.std(u, ddof=1) / np.sqrt(len(u)))
-        else:
-            err = float(group[0]["U4"]["err"])
-        points.append({"m2": m2, "U4": {"mean": float(u.mean()), "err": err}, "runs": len(group)})
+        u4 = combine_values([g["U4"]["mean"] for g in group], [g["U4"]["err"] for g in group])
+        points.append({"m2": m2, "U4": {"mean": u4["mean"], "err": u4["err"]}, "runs": len(group)})
     first = records[0]
     return {"d": first["d"], "a": 1.0, "lam": first["lam"], "N": N, "method": "qrg", "points": points}
 

@@ -505,6 +505,116 @@ def _warm_start(out: pathlib.Path, prev) -> dict | None:
     return {"label": prev["label"], "params": state.params}
 
 
+# ============================================================================ several seeds
+def combine_values(values, errors) -> dict:
+    """The mean of K independent runs' estimates ``values`` (sampling errors ``errors``) with an error bar
+    that contains the spread between the runs.
+
+    A run's estimate is the exact value + its optimisation's deviation (a different trained state per
+    seed) + sampling noise; one run's error bar holds the sampling noise only. The sample variance s² of
+    the K values estimates both together, so the mean's error is ``sqrt(max(s², mean σ_i²) / K)``: the
+    spread when it is larger, never less than the sampling error alone (s² from 1 or 2 degrees of freedom
+    can be small by chance). ``chi2_dof`` = Σ (x_i − x̄)²/σ_i² / (K − 1) tests whether the runs agree
+    within their sampling errors (≫ 1: an optimisation spread), ``spread`` = s. K = 1 returns the run
+    itself with ``spread`` None (not measured).
+    """
+    x = np.asarray(values, dtype=float)
+    e = np.asarray(errors, dtype=float)
+    if x.ndim != 1 or x.shape != e.shape or x.size == 0:
+        raise QRGInputError(f"combine_values needs equally long, non-empty lists (got {x.shape} and {e.shape})")
+    k = x.size
+    mean = float(x.mean())
+    if k == 1:
+        return {"mean": mean, "err": _num(e[0]), "spread": None, "chi2_dof": None, "runs": 1}
+    s2 = float(x.var(ddof=1))
+    sampling2 = float(np.mean(e**2))
+    chi2 = float(np.sum((x - mean) ** 2 / e**2) / (k - 1)) if np.all(e > 0) else None
+    return {"mean": mean, "err": math.sqrt(max(s2, sampling2) / k), "spread": math.sqrt(s2), "chi2_dof": _num(chi2),
+            "runs": int(k)}
+
+
+#: the observables :func:`combine_seeds` averages over runs (besides the energy)
+COMBINED = ("M", "abs_M", "M2", "M4", "U4", "phi2", "peak_weight")
+
+
+def combine_seeds(scans, *, out=None) -> dict:
+    """One scan from several scans of the same line that differ only in the seed (independent runs).
+
+    ``scans``: scan data or paths (:func:`read_scan`), all with the same d, N, a, lam, method, n_samples
+    and options apart from ``seed``, each seed once. For every m² that all of them hold, the energy and
+    each observable of :data:`COMBINED` is :func:`combine_values` of the runs (mean; error bar with the
+    spread between seeds: the optimisation's own spread is in it, which one run cannot show), with
+    ``spread`` and ``chi2_dof`` added to each; Var(E_loc) is the mean over the runs; ``runs`` lists
+    each run's seed, status, energy, ⟨M²⟩ and U4; a point's status is "completed" only when all its
+    runs completed. Points missing from some scans are left out (named in ``notes``). The result has the
+    layout of a scan (``seeds`` lists the seeds, ``options`` has no ``seed``), so :func:`binder_crossing`,
+    :func:`plot_scan` and ``qrg scan --crossing`` take it. ``out``: a directory to write ``scan.json``,
+    ``scan.csv`` and ``scan.png`` into (``qrg scan --combine DIR ... --out DIR``).
+    """
+    data = [read_scan(s) for s in scans]
+    if len(data) < 2:
+        raise QRGInputError(f"combine_seeds needs two scans at least (got {len(data)})")
+    first = data[0]
+    for key in ("d", "N", "a", "lam", "method", "n_samples"):
+        values = [s.get(key) for s in data]
+        if any(v != values[0] for v in values):
+            raise QRGInputError(f"combine_seeds needs scans with the same {key} (got {values})")
+    if first["method"] == "dmrg":
+        raise QRGInputError("combine_seeds: DMRG is deterministic (no seeds to combine)")
+    strip = [{k: v for k, v in (s.get("options") or {}).items() if k != "seed"} for s in data]
+    if any(o != strip[0] for o in strip):
+        raise QRGInputError(f"combine_seeds needs scans with the same options apart from the seed (got {strip})")
+    seeds = [(s.get("options") or {}).get("seed", 0) for s in data]
+    if len(set(seeds)) != len(seeds):
+        raise QRGInputError(f"combine_seeds needs a different seed in every scan (got seeds {seeds}): runs with "
+                            "the same seed are not independent")
+    by_label = [{p["label"]: p for p in s["points"]} for s in data]
+    common = [lab for lab in by_label[0] if all(lab in b for b in by_label[1:])]
+    left_out = sorted({lab for b in by_label for lab in b} - set(common))
+    points = []
+    for label in sorted(common, key=lambda lab: by_label[0][lab]["m2"]):
+        runs = [b[label] for b in by_label]
+        rec = {"label": label, "m2": runs[0]["m2"], "lam": first["lam"], "method": first["method"]}
+        energy = _combine_field(runs, lambda p: (p.get("energy"), p.get("energy_err")))
+        n_sites = first["N"] ** first["d"]
+        rec.update(energy=None if energy is None else energy["mean"], energy_err=None if energy is None else energy["err"])
+        rec["energy_per_site"] = None if energy is None else energy["mean"] / n_sites
+        rec["energy_per_site_err"] = None if energy is None else energy["err"] / n_sites
+        rec["energy_combined"] = energy
+        for name in COMBINED:
+            rec[name] = _combine_field(runs, lambda p, n=name: ((p.get(n) or {}).get("mean"), (p.get(n) or {}).get("err")))
+        variances = [(p.get("variance") or {}).get("mean") for p in runs]
+        rec["variance"] = None if any(v is None for v in variances) else _obs(float(np.mean(variances)), None)
+        statuses = [p.get("status") for p in runs]
+        rec["status"] = "completed" if all(st == "completed" for st in statuses) else \
+            next(st for st in statuses if st != "completed")
+        rec["runs"] = [{"seed": seed, "status": p.get("status"), "energy": p.get("energy"),
+                        "energy_err": p.get("energy_err"), "M2": p.get("M2"), "U4": p.get("U4")}
+                       for seed, p in zip(seeds, runs)]
+        rec["wall_time_s"] = float(sum(p.get("wall_time_s") or 0.0 for p in runs))
+        points.append(rec)
+    notes = ["each observable: mean over the seeds; err = sqrt(max(s^2, mean sampling err^2) / K) "
+             "(qrg.scan.combine_values)"]
+    if left_out:
+        notes.append(f"points not in every scan, left out: {left_out}")
+    combined = {"format": FORMAT_VERSION, "d": first["d"], "N": first["N"], "a": first["a"], "lam": first["lam"],
+                "method": first["method"], "options": strip[0], "n_samples": first.get("n_samples"),
+                "seeds": seeds, "sources": [str(s) if not isinstance(s, dict) else None for s in scans],
+                "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": _machine(),
+                "notes": notes, "points": points}
+    if out is not None:
+        out = check_writable_dir(pathlib.Path(out), "out")
+        _write(out, combined)
+    return combined
+
+
+def _combine_field(runs, get):
+    pairs = [get(p) for p in runs]
+    if any(v is None or e is None for v, e in pairs):
+        return None
+    return combine_values([v for v, _ in pairs], [e for _, e in pairs])
+
+
 # ============================================================================ Binder crossing
 def _u4_curve(data: dict):
     pts = sorted((p for p in data["points"] if p.get("U4") and p["U4"].get("mean") is not None),

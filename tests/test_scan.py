@@ -8,7 +8,7 @@ import pytest
 
 from qrg import Phi4, QRGInputError
 from qrg.cli import main
-from qrg.scan import binder_crossing, crossings, params_digest, plot_scans, scan
+from qrg.scan import binder_crossing, combine_seeds, combine_values, crossings, params_digest, plot_scans, scan
 
 # a tiny qrg solve per point (the Gaussian-bridge model keeps the compilation short)
 TINY = {"model": "gaussian", "steps": 4, "batch": 8, "n_steps": 4, "eval_n_steps": 4, "eval_batch": 64,
@@ -266,6 +266,77 @@ def test_binder_crossing_none_when_the_curves_do_not_cross(tmp_path):
     assert [c["N"] for c in found] == [[8, 16], [16, 32]] and all(c["m2"] == pytest.approx(0.5) for c in found)
     plot_scans(paths, tmp_path / "u4.png")
     assert (tmp_path / "u4.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------- several seeds
+def test_combine_values_holds_the_spread_between_runs():
+    c = combine_values([1.0, 1.2], [0.01, 0.01])  # runs far apart compared with their sampling errors
+    assert c["mean"] == pytest.approx(1.1) and c["spread"] == pytest.approx(0.2 / np.sqrt(2))
+    assert c["err"] == pytest.approx(0.1) and c["chi2_dof"] == pytest.approx(200.0) and c["runs"] == 2
+    c = combine_values([1.0, 1.001], [0.1, 0.1])  # agreeing runs: never below the sampling error of the mean
+    assert c["err"] == pytest.approx(0.1 / np.sqrt(2)) and c["chi2_dof"] == pytest.approx(5e-5)
+    assert combine_values([2.0], [0.3]) == {"mean": 2.0, "err": 0.3, "spread": None, "chi2_dof": None, "runs": 1}
+    with pytest.raises(QRGInputError, match="combine_values"):
+        combine_values([1.0, 2.0], [0.1])
+    # the error bar is the standard error of the mean of K runs whose spread (0.05) hides in one run's
+    # sampling error (0.01): E[err^2] = Var(mean) over 20000 repetitions
+    rng = np.random.default_rng(3)
+    k, trials = 4, 20000
+    x = 0.05 * rng.standard_normal((trials, k)) + 0.01 * rng.standard_normal((trials, k))
+    out = [combine_values(row, np.full(k, 0.01)) for row in x]
+    var_of_mean = np.var([o["mean"] for o in out])
+    mean_err2 = np.mean([o["err"] ** 2 for o in out])
+    assert var_of_mean == pytest.approx((0.05**2 + 0.01**2) / k, rel=0.04)
+    assert mean_err2 == pytest.approx(var_of_mean, rel=0.05)
+
+
+def _seed_scan(seed, m2s, m2_values, u4, options=None, status="completed"):
+    options = {"steps": 10, "seed": seed} if options is None else options
+    points = [{"label": f"m2_{m:g}", "m2": m, "energy": 8.0 + m + 0.001 * seed, "energy_err": 0.001,
+               "M2": {"mean": v, "err": 0.002}, "U4": {"mean": u, "err": 0.003},
+               **{name: {"mean": 0.1, "err": 0.01} for name in ("M", "abs_M", "M4", "phi2", "peak_weight")},
+               "variance": {"mean": 1e-3 * (seed + 1), "err": None}, "status": status, "wall_time_s": 10.0}
+              for m, v, u in zip(m2s, m2_values, u4)]
+    return {"d": 1, "N": 16, "a": 1.0, "lam": 2.4, "method": "qrg", "options": options, "n_samples": 64,
+            "points": points}
+
+
+def test_combine_seeds_means_over_seeds_with_the_spread_in_the_error(tmp_path, capsys):
+    a = _seed_scan(0, [-0.7, -0.6], [0.55, 0.2], [0.51, 0.25])
+    b = _seed_scan(1, [-0.7, -0.6, -0.5], [0.54, 0.2, 0.1], [0.50, 0.25, 0.1])
+    c = combine_seeds([a, b])
+    assert c["seeds"] == [0, 1] and c["options"] == {"steps": 10} and [p["m2"] for p in c["points"]] == [-0.7, -0.6]
+    assert "m2_-0.5" in c["notes"][-1]
+    p = c["points"][0]
+    assert p["M2"]["mean"] == pytest.approx(0.545) and p["M2"]["err"] == pytest.approx(0.005)  # spread > 0.002
+    assert p["M2"]["chi2_dof"] == pytest.approx(0.01**2 / 2 / 0.002**2)
+    assert p["U4"]["err"] == pytest.approx(0.005) and p["variance"]["mean"] == pytest.approx(1.5e-3)
+    assert p["energy"] == pytest.approx(7.3005) and p["energy_per_site"] == pytest.approx(7.3005 / 16)
+    assert [r["seed"] for r in p["runs"]] == [0, 1] and p["status"] == "completed"
+    assert c["points"][1]["M2"]["err"] == pytest.approx(0.002 / np.sqrt(2))  # agreeing seeds: sampling error
+    failed = combine_seeds([a, _seed_scan(2, [-0.7, -0.6], [0.5, 0.2], [0.5, 0.2], status="diverged")])
+    assert failed["points"][0]["status"] == "diverged"
+    # combined scans are scans: their Binder crossing works
+    big = combine_seeds([_seed_scan(s, [-0.7, -0.6], [0.5, 0.2], [0.57, 0.17]) | {"N": 32} for s in (0, 1)])
+    assert binder_crossing(c, big)["m2"] is not None
+    for bad, match in ((([a]), "two scans"), (([a, a]), "different seed"),
+                       (([a, _seed_scan(1, [-0.7], [0.5], [0.5], options={"steps": 20, "seed": 1})]), "options"),
+                       (([a, b | {"N": 32}]), "same N"), (([a | {"method": "dmrg"}, b | {"method": "dmrg"}]), "DMRG")):
+        with pytest.raises(QRGInputError, match=match):
+            combine_seeds(bad)
+    # the CLI writes the combined scan
+    dirs = []
+    for seed, scan_data in ((0, a), (1, b)):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "scan.json").write_text(json.dumps(scan_data))
+        dirs.append(str(d))
+    assert main(["scan", "--combine", *dirs, "--out", str(tmp_path / "both")]) == 0
+    printed = capsys.readouterr().out
+    assert "spread" in printed and "0.0071 (12.5)" in printed
+    written = json.loads((tmp_path / "both" / "scan.json").read_text())
+    assert written["points"][0]["M2"]["err"] == pytest.approx(0.005) and (tmp_path / "both" / "scan.png").is_file()
+    assert main(["scan", "--combine", *dirs]) == 2  # --out missing
 
 
 # ---------------------------------------------------------------------------- CLI

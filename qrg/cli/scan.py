@@ -4,11 +4,15 @@
     qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4 --method dmrg --out runs/dmrg8
     qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4,-0.2 --out runs/scan8 --resume   # adds m² = -0.2
     qrg scan --crossing runs/scan8 runs/scan16 [--plot crossing.png]
+    qrg scan --combine runs/scan16-s0 runs/scan16-s1 --out runs/scan16   # one scan from several seeds
 
 Prints one table row per point as it finishes (m², E/site, ⟨M²⟩, U4, ⟨|M|⟩, the weight of the
 M > 0 peak, Var(E_loc)) and writes DIR/scan.json, scan.csv, scan.png (docs/scan.md). Negative m²
 lists must be attached to the flag: ``--m2=-1,-0.5``. ``--crossing DIR1 DIR2 ...`` prints the m² where
 the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``).
+``--combine DIR1 DIR2 ... --out DIR`` writes one scan from scans of the same line made with different
+``--seed``: per point the mean over the seeds, with an error bar that holds the spread between them
+(``qrg.scan.combine_seeds``).
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ def add_parser(sub) -> None:
     p.add_argument("--crossing", nargs="+", default=None, metavar="DIR",
                    help="print the Binder crossings of these scans (different N) and plot U4; no scan is run")
     p.add_argument("--plot", default=None, help="with --crossing: the plot file (default DIR1/crossing.png)")
+    p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
+                   help="write one scan into --out from these scans of the same line with different --seed "
+                        "(mean over the seeds, error bar with their spread); no scan is run")
     p.set_defaults(run=run)
 
 
@@ -103,6 +110,8 @@ def _options(args) -> dict:
 def run(args) -> int:
     if args.crossing:
         return _crossing(args)
+    if args.combine:
+        return _combine(args)
     from ..scan import scan, table_header, table_row
 
     for flag in ("N", "lam", "m2", "out"):
@@ -137,6 +146,26 @@ def run(args) -> int:
     if bad:
         print(f"qrg scan: points {bad} did not complete (see their status)", file=sys.stderr)
         return 3
+    return 0
+
+
+def _combine(args) -> int:
+    from ..scan import combine_seeds, table_header, table_row
+
+    if args.out is None:
+        raise QRGInputError("--combine needs --out (the directory of the combined scan)")
+    data = combine_seeds(args.combine, out=args.out)
+    print(f"qrg scan: {len(args.combine)} scans, seeds {data['seeds']}: mean over the seeds, error bars with "
+          "their spread", file=sys.stderr)
+    print(table_header() + "  spread ⟨M²⟩ (χ²/dof)")
+    for p in data["points"]:
+        m2 = p.get("M2") or {}
+        extra = "" if m2.get("spread") is None else (f"  {m2['spread']:.2g}" + (
+            f" ({m2['chi2_dof']:.3g})" if m2.get("chi2_dof") is not None else ""))
+        print(table_row(p) + extra)
+    for note in data["notes"][1:]:
+        print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {args.out}/scan.json, scan.csv, scan.png ({len(data['points'])} points)", file=sys.stderr)
     return 0
 
 
