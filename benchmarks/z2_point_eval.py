@@ -3,7 +3,7 @@
     python benchmarks/z2_point_eval.py RUN [RUN ...] --dmrg benchmarks/z2/dmrg16/scan.json \
         [--energy-samples 32768] [--samples 16384] [--out benchmarks/z2/points.json]
 
-For every run directory (a finished `qrg solve --out RUN`): the Stein-control-variate energy on
+For every run directory (a finished `qrg solve --out RUN`; its iterate average if it kept one, ``--average``): the Stein-control-variate energy on
 ``--energy-samples`` fresh samples drawn with a key independent of the run's own evaluation (``--key``,
 default 777: runs of the same seed share their evaluation draws, see docs/rg_flow.md; so do runs evaluated
 with the same key, whose flows are alike: use several keys for a claim across runs), and ⟨M²⟩, U4, ⟨M⟩ and the
@@ -44,7 +44,9 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int =
     sites = theory.lattice.n_sites
     return {
         "run": run, "m2": theory.m2, "lam": theory.lam, "N": theory.lattice.N, "d": theory.lattice.d,
-        "settings": {k: cfg[k] for k in ("steps", "seed", "lr", "T", "collective", "hidden", "pair", "beta_rg", "batch")},
+        "settings": {k: cfg.get(k, 0.0) for k in ("steps", "seed", "lr", "T", "collective", "hidden", "pair", "beta_rg",
+                                                  "batch", "average")},
+        "averaged_steps": result.get("averaged_steps", 0),  # the evaluated parameters: an average of these steps
         "energy": cv.mean, "energy_err": cv.err, "n_energy": n_energy, "energy_key": key,
         "energy_per_site_minus_dmrg": (cv.mean - ref["energy"]) / sites,
         "z_energy": (cv.mean - ref["energy"]) / cv.err,
