@@ -3,7 +3,8 @@
 Flags override the config file, which overrides the defaults (the default problem: a 1D chain
 N = 16, m² = 1, λ = 6). Prints the final energy ± error and writes ``DIR/result.json``,
 ``DIR/history.csv``, ``DIR/energy.png`` and checkpoints to ``--out DIR``; ``--resume``
-continues the run saved in DIR.
+continues the run saved in DIR; ``--init-from RUN_DIR`` starts from the trained run in RUN_DIR,
+on a lattice of the same d at least as large (size transfer) or the same (warm start).
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def add_parser(sub) -> None:
         p.add_argument("--" + name.replace("_", "-"), dest=name, default=None, **kw)
     p.add_argument("--out", default=None, help="output directory (result.json, history.csv, energy.png, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue the run checkpointed in --out")
+    p.add_argument("--init-from", default=None, metavar="RUN_DIR",
+                   help="start from the parameters of the run in RUN_DIR (same d, a and model options; N at least "
+                        "its N: size transfer, docs/solver.md; m2, lam may differ); not with --resume")
     p.add_argument("--force", action="store_true", help="replace a run that --out already holds")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config as TOML and exit")
@@ -127,6 +131,8 @@ def run(args) -> int:
         return 0
     if args.resume and not args.out:
         raise QRGInputError("--resume needs --out DIR (the directory holding the checkpoint)")
+    if args.resume and args.init_from:
+        raise QRGInputError("--init-from cannot be combined with --resume: a resumed run continues from its checkpoint")
     out = pathlib.Path(args.out) if args.out else None
     th = cfg.theory()
     say(f"qrg solve: d={th.d} N={th.N} a={th.a:g} m2={th.m2:g} lam={th.lam:g}, model={cfg.model}, "
@@ -134,11 +140,16 @@ def run(args) -> int:
     from ..optim.loop import RunInterrupted
 
     try:
-        result = solve(config=cfg, out=out, resume=args.resume, force=args.force, progress=main and not args.no_progress)
+        result = solve(config=cfg, out=out, resume=args.resume, force=args.force, init_from=args.init_from,
+                       progress=main and not args.no_progress)
     except RunInterrupted as stop:
         where = f"; checkpoint saved in {out}, continue with --resume" if out is not None else ""
         say(f"qrg solve: interrupted after {stop.state.step} steps{where}", file=sys.stderr)
         return 130
+    if result.init_from is not None:
+        src = result.init_from
+        say(f"qrg solve: started from the run in {src['run']} (N={src['N']} m2={src['m2']:g} lam={src['lam']:g})",
+            file=sys.stderr)
     say(result)
     rolled = rolled_back(result.events)
     if rolled:

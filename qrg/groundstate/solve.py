@@ -27,6 +27,7 @@ from .estimators import ESTIMATORS, ControlVariateFit, n_stein_features
 from .evaluation import discretisation_check, evaluate
 from .objective import EnergyObjective
 from .result import GroundState, SolveResult
+from .transfer import check_transferable, transfer_params
 
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
@@ -82,9 +83,10 @@ def _make_config(theory, config, options) -> SolveConfig:
 class _Run:
     """The pieces of one solve that the checkpoint functions need."""
 
-    def __init__(self, cfg, flow, tx, root, key_init, cv_fit, schedule_steps=None):
+    def __init__(self, cfg, flow, tx, root, key_init, cv_fit, schedule_steps=None, init_from=None):
         self.cfg, self.flow, self.tx, self.root, self.key_init, self.cv_fit = cfg, flow, tx, root, key_init, cv_fit
         self.schedule_steps = cfg.steps if schedule_steps is None else schedule_steps
+        self.init_from = init_from  # the record of the run it started from (init_from), kept in the checkpoint
 
     def templates(self, stored=()) -> dict:
         """The structures of a checkpoint's arrays; ``stored``: the names it holds (the divergence guard's
@@ -106,8 +108,10 @@ class _Run:
         trees = {**state.trees(), "key": self.root}
         if self.cv_fit is not None:
             trees["cv_state"] = self.cv_fit.state
-        ckpt.save_checkpoint(out, trees, {**state.scalars(), "config": self.cfg.to_dict(),
-                                          "schedule_steps": self.schedule_steps})
+        meta = {**state.scalars(), "config": self.cfg.to_dict(), "schedule_steps": self.schedule_steps}
+        if self.init_from is not None:
+            meta["init_from"] = self.init_from
+        ckpt.save_checkpoint(out, trees, meta)
 
     def load(self, out) -> LoopState:
         stored = ckpt.read_meta(out)
@@ -232,7 +236,7 @@ def check_init_params(init_params, template):
 
 def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=None, resume: bool = False,
           force: bool = False, callback=None, progress: bool = False, inject_nan_at=(), init_params=None,
-          **options) -> SolveResult:
+          init_from=None, **options) -> SolveResult:
     """Find the ground state of ``theory`` (a :class:`~qrg.Phi4`) with a learned RG-bridge flow.
 
     Options are the fields of :class:`~qrg.groundstate.config.SolveConfig` (``model``, ``scheme``,
@@ -255,6 +259,13 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     with the structure and shapes of ``flow.init(...)`` (checked: QRGInputError naming init_params). The
     optimiser state and learning-rate schedule start afresh. Not with ``resume=True`` (a resumed run
     continues from its checkpoint).
+    ``init_from``: the output directory of a finished or checkpointed run (:func:`load_run`) to start from,
+    on the same lattice (a warm start) or a smaller one of the same d (a size transfer): its parameters are
+    mapped to this run's by :func:`qrg.groundstate.transfer.transfer_params` (same a, model, scheme, M, T,
+    init, collective, growth, pair, hidden; m² and λ may differ; QRGInputError naming the option
+    otherwise). Then as ``init_params`` (not with it, nor with ``resume=True``); ``result.init_from`` and
+    ``result.json`` record the run, its N, m², λ and the SHA-256 of its parameters
+    (:func:`qrg.scan.params_digest`), and so does the checkpoint for a resumed run.
     """
     t_start = time.perf_counter()
     if isinstance(model, str):
@@ -268,6 +279,17 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     if resume and init_params is not None:
         raise QRGInputError("init_params cannot be combined with resume=True: a resumed run continues from the "
                             "parameters of its checkpoint")
+    if init_from is not None:
+        if resume:
+            raise QRGInputError("init_from cannot be combined with resume=True: a resumed run continues from the "
+                                "parameters of its checkpoint")
+        if init_params is not None:
+            raise QRGInputError("init_from and init_params cannot both be given: pass one starting point")
+        if model is not None:
+            raise QRGInputError("init_from needs a score model built by name (config model), not a ready ScoreModel")
+    source = None if init_from is None else _load_source(init_from)
+    if source is not None:
+        check_transferable(source.config, cfg)
     out = check_out(out, resume=resume, force=force)
     check_memory(cfg)
     schedule_steps = _schedule_steps(cfg, out, resume)
@@ -278,7 +300,13 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     key_init, key_train, key_eval = jax.random.split(root, 3)
     cv_fit = ControlVariateFit(n_stein_features(theory.lattice), cfg.cv_decay) if cfg.control_variates == "stein" \
         else None
-    run_ = _Run(cfg, flow, tx, root, key_init, cv_fit, schedule_steps)
+    init_record = None
+    if source is not None:
+        init_params = transfer_params(source, cfg)
+        init_record = _init_from_record(init_from, source)
+    elif resume:
+        init_record = ckpt.read_meta(out).get("init_from")
+    run_ = _Run(cfg, flow, tx, root, key_init, cv_fit, schedule_steps, init_record)
     if resume:
         state = run_.load(out)
     else:
@@ -301,7 +329,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         steps_done=state.step, status=state.status, schedule_steps=schedule_steps,
         reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check,
         n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count(),
-        averaged_steps=state.n_average)
+        averaged_steps=state.n_average, init_from=init_record)
     _check_runaway(result)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
@@ -310,6 +338,27 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     if out is not None and is_main_process():  # one writer when several processes run the solve
         result.save(out)
     return result
+
+
+def _load_source(init_from) -> GroundState:
+    """The trained state of the run in ``init_from`` (QRGInputError naming init_from if there is none)."""
+    import pathlib
+
+    path = pathlib.Path(init_from)
+    if not ckpt.has_checkpoint(path):
+        raise QRGInputError(f"init_from {str(path)!r} holds no run to start from (no checkpoint.npz)")
+    return load_run(path)
+
+
+def _init_from_record(init_from, source: GroundState) -> dict:
+    """What result.json records of the run a solve started from (``init_from``)."""
+    import pathlib
+
+    from ..scan import params_digest
+
+    c = source.config
+    return {"run": str(pathlib.Path(init_from).resolve()), "d": c.d, "N": c.N, "m2": c.m2, "lam": c.lam,
+            "params_sha256": params_digest(source.params)}
 
 
 def _check_runaway(result: SolveResult, factor: float = DivergenceGuard().factor) -> None:

@@ -67,12 +67,22 @@ def hypercubic_orbits(lattice: Lattice) -> tuple[np.ndarray, int]:
     A kernel w(r) = w_o[orbit(r)] is then invariant under the whole point group, and even
     (w(r) = w(−r)) so its Fourier transform is real.
     """
-    grids = np.meshgrid(*([np.arange(lattice.N)] * lattice.d), indexing="ij")
-    folded = np.stack([np.minimum(g, lattice.N - g) for g in grids], axis=-1)
-    canon = np.sort(folded, axis=-1).reshape(-1, lattice.d)
-    _, inverse = np.unique(canon, axis=0, return_inverse=True)
+    _, inverse = np.unique(_canonical_displacements(lattice), axis=0, return_inverse=True)
     inverse = inverse.reshape(lattice.shape)
     return inverse, int(inverse.max()) + 1
+
+
+def orbit_representatives(lattice: Lattice) -> np.ndarray:
+    """The canonical representative (sorted min(r_i, N − r_i), 0 ≤ entries ≤ N/2) of every orbit of
+    :func:`hypercubic_orbits`, in its orbit order: an integer array of shape (n_orbits, d)."""
+    return np.unique(_canonical_displacements(lattice), axis=0)
+
+
+def _canonical_displacements(lattice: Lattice) -> np.ndarray:
+    """Sorted min(r_i, N − r_i) of every displacement r ∈ Z_N^d, shape (N^d, d), rows in C order of r."""
+    grids = np.meshgrid(*([np.arange(lattice.N)] * lattice.d), indexing="ij")
+    folded = np.stack([np.minimum(g, lattice.N - g) for g in grids], axis=-1)
+    return np.sort(folded, axis=-1).reshape(-1, lattice.d)
 
 
 def default_variance0(lattice: Lattice) -> np.ndarray:
@@ -157,6 +167,18 @@ class ScoreModel(nn.Module):
         if self.init_variance0 is None:
             return default_variance0(self.lattice)
         return np.asarray(self.init_variance0, dtype=float).reshape(self.lattice.shape)
+
+    @nn.nowrap
+    def transfer(self, params, source: "ScoreModel"):
+        """This model's parameters from ``params``, the trained parameters of ``source`` (the same model and
+        options on a lattice of the same d and a, at most as large; its theory may differ): the start of a
+        larger run (:func:`qrg.groundstate.transfer.transfer_params`). Models with leaves that depend on the
+        lattice size override it; here the parameters are returned unchanged on the same lattice and
+        refused on another."""
+        if source.lattice == self.lattice:
+            return params
+        raise QRGInputError(f"score model {type(self).__name__} has no size transfer: its parameters cannot be "
+                            f"moved from N = {source.lattice.N} to N = {self.lattice.N}")
 
     def score(self, phi, t):
         return self.score_and_divergence(phi, t)[0]

@@ -9,6 +9,7 @@ training can switch it off).
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax.numpy as jnp
 
 from .._validation import QRGInputError
@@ -41,6 +42,16 @@ class Composite(ScoreModel):
             score = score + s
             div = div + d
         return score, div
+
+    @nn.nowrap
+    def transfer(self, params, source):
+        """This sum's parameters from the trained ``params`` of ``source``: member by member
+        (:meth:`ScoreModel.transfer`)."""
+        if len(source.members) != len(self.members):
+            raise QRGInputError(f"cannot transfer the parameters of a sum of {len(source.members)} score models to "
+                                f"one of {len(self.members)}")
+        return {**params, **{f"members_{i}": m.transfer(params[f"members_{i}"], s)
+                             for i, (m, s) in enumerate(zip(self.members, source.members))}}
 
     def prior_variance(self, T):
         return self.members[0].prior_variance(T)

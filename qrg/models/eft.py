@@ -91,17 +91,31 @@ class EFTScore(ScoreModel):
         self._offsets = (_softplus_inverse(c1), -c0)
         self.coupling_net = TimeMLP(3, self.width, self.depth, self.n_freq, self.time_scale, self.out_scale)
         if self.residual:
-            self.residual_net = KernelNet(
-                self.lattice,
-                self.scheme,
-                n_sin=self.n_sin,
-                base_frequency=self.base_frequency,
-                width=self.width,
-                depth=self.depth,
-                n_freq=self.n_freq,
-                time_scale=self.time_scale,
-                out_scale=self.out_scale,
-            )
+            self.residual_net = KernelNet(self.lattice, self.scheme, **self._residual_options())
+
+    @nn.nowrap
+    def _residual_options(self) -> dict:
+        """The options of the residual :class:`KernelNet` (besides lattice and scheme)."""
+        return dict(n_sin=self.n_sin, base_frequency=self.base_frequency, width=self.width, depth=self.depth,
+                    n_freq=self.n_freq, time_scale=self.time_scale, out_scale=self.out_scale)
+
+    @nn.nowrap
+    def transfer(self, params, source):
+        """This model's parameters from the trained ``params`` of ``source`` (the same options on a lattice of
+        the same d, at most as large): the coupling network is copied with its output bias shifted by the
+        change of the offsets (the local fit of the initial Gaussian depends on the lattice's momenta: a fit,
+        not physics), so the running couplings f_i(t) are the trained ones at every t; the residual kernel
+        network by :meth:`KernelNet.transfer`."""
+        last = f"Dense_{self.depth}"
+        (c1_s, c0_s), (c1_t, c0_t) = source._reference_fit(), self._reference_fit()
+        shift = np.array([_softplus_inverse(c1_s) - _softplus_inverse(c1_t), c0_t - c0_s, 0.0])
+        net = params["coupling_net"]
+        out = {**params, "coupling_net": {**net, last: {**net[last], "bias": np.asarray(net[last]["bias"]) + shift}}}
+        if self.residual:
+            residual = KernelNet(self.lattice, self.scheme, parent=None, **self._residual_options())
+            source_residual = KernelNet(source.lattice, source.scheme, parent=None, **source._residual_options())
+            out["residual_net"] = residual.transfer(params["residual_net"], source_residual)
+        return out
 
     def couplings(self, t):
         """Running couplings (f_Δ(t), f_φ(t), f_3(t)) as an array of shape (3,)."""

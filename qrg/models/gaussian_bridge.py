@@ -16,10 +16,24 @@ N(0, C_T) is the bridge's own marginal at T.
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
 from .base import MODELS, ScoreModel, weighted_trace_diagonal
+
+
+def shell_means(lattice, values) -> np.ndarray:
+    """The mean of ``values`` (shape lattice.shape, fftn order) over every p̂² shell of
+    :meth:`~qrg.Lattice.momentum_shells` (exact for a function of p̂²), shape (n_shells,)."""
+    classes, n_classes = lattice.momentum_shells()
+    counts = np.bincount(classes.ravel(), minlength=n_classes)
+    return np.bincount(classes.ravel(), weights=np.asarray(values).ravel(), minlength=n_classes) / counts
+
+
+def shell_phat2(lattice) -> np.ndarray:
+    """p̂² of every shell of :meth:`~qrg.Lattice.momentum_shells` (increasing), shape (n_shells,)."""
+    return shell_means(lattice, lattice.phat2)
 
 
 @MODELS.register("gaussian")
@@ -36,13 +50,33 @@ class GaussianBridge(ScoreModel):
 
 
     def setup(self):
-        classes, n_classes = self.lattice.momentum_shells()
-        c0 = self.reference_variance0()
-        # initial value per p̂² shell: mean of log C_0 over the shell (exact for a function of p̂²)
-        counts = np.bincount(classes.ravel(), minlength=n_classes)
-        init = np.bincount(classes.ravel(), weights=np.log(c0).ravel(), minlength=n_classes) / counts
+        classes, _ = self.lattice.momentum_shells()
+        init = shell_means(self.lattice, np.log(self.reference_variance0()))
         self._classes = classes
         self.log_variance0 = self.param("log_variance0", lambda key: jnp.asarray(init))
+
+    @nn.nowrap
+    def transfer(self, params, source):
+        """log C_0 per p̂² shell of this lattice from the trained ``params`` of ``source`` (a smaller or equal
+        lattice, possibly another theory): this model's initial log C_0 (the Hartree Gaussian of its own
+        theory and lattice with ``init = "hartree"``) plus the trained change from the initial value of
+        ``source``, interpolated linearly in p̂² (both are functions of p̂²; p̂² spans [0, 4d/a²] on
+        every even lattice, so the interpolation is within range; beyond the source's largest p̂² it is
+        held constant).
+
+        Only the learned change is interpolated, so what depends on N and on the couplings exactly (the
+        self-consistent Hartree mass, finite-size effects) is recomputed for the new lattice, and the
+        smooth correction the training found is carried over. The momenta of the small lattice are
+        momenta of the large one with the same p̂², so there C_0 changes only by the change of the initial
+        Gaussian (none with ``init = "default"``); on the same lattice and theory the parameters are
+        returned bit for bit."""
+        p2_s, p2_t = shell_phat2(source.lattice), shell_phat2(self.lattice)
+        init_s = shell_means(source.lattice, np.log(source.reference_variance0()))
+        init_t = shell_means(self.lattice, np.log(self.reference_variance0()))
+        trained = np.asarray(params["log_variance0"], dtype=float)
+        # interp(trained) + (init_t − interp(init_s)), which is exact at coinciding shells and theories
+        value = np.interp(p2_t, p2_s, trained) + (init_t - np.interp(p2_t, p2_s, init_s))
+        return {**params, "log_variance0": value}
 
     def variance0(self):
         """C_0(k), shape lattice.shape."""

@@ -56,10 +56,12 @@ default model it is the correction on top of a :class:`GaussianBridge`, whose C_
 
 from __future__ import annotations
 
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from .base import MODELS, ScoreModel, TimeMLP, hypercubic_orbits
+from .._validation import QRGInputError
+from .base import MODELS, ScoreModel, TimeMLP, hypercubic_orbits, orbit_representatives
 
 
 def orbit_fourier_matrix(lattice) -> np.ndarray:
@@ -68,6 +70,55 @@ def orbit_fourier_matrix(lattice) -> np.ndarray:
     onehot = (orbits[None, ...] == np.arange(n_orbits).reshape((n_orbits,) + (1,) * lattice.d)).astype(float)
     axes = tuple(range(1, lattice.d + 1))
     return np.real(np.fft.fftn(onehot, axes=axes))
+
+
+def orbit_transfer(source, target) -> tuple[np.ndarray, np.ndarray]:
+    """How orbit kernels of the lattice ``source`` become those of the lattice ``target`` (same d, N_target ≥
+    N_source): (index, factor), each of shape (n_orbits of target,); W_target[o] = factor[o] · W_source[index[o]],
+    and 0 where index[o] = −1.
+
+    An orbit of canonical displacement c (0 ≤ c_i ≤ N/2) exists on both lattices iff every c_i ≤ N_source/2;
+    the orbits beyond exist only on the target and start at zero (kernels decay with distance in the gapped
+    phase). The antipodal displacement c_i = N_source/2 (N_source even) is ONE site along that axis on the
+    periodic source lattice but two, ±c_i, on a larger target: its value is halved once per such axis, so
+    the kernel keeps its weight there. Then Σ_{r' ≡ r mod N_source} w_target(r') = w_source(r) for every r:
+    on a field that repeats the source lattice periodically, every convolution (w ∗ f)(n) of the kernel
+    network, and hence its score, is the source's repeated (and ŵ(k) is unchanged at the source's momenta,
+    the uniform response ŵ(0) = Σ_r w(r) included). Copying the full value would double the antipodal
+    coupling; on the same lattice nothing is halved and the kernels are copied bit for bit.
+    """
+    if source.d != target.d or target.N < source.N:
+        raise QRGInputError(f"orbit kernels move to a lattice of the same d and at least the size: got d = "
+                            f"{source.d}, N = {source.N} -> d = {target.d}, N = {target.N}")
+    src = {tuple(int(v) for v in c): i for i, c in enumerate(orbit_representatives(source))}
+    reps = orbit_representatives(target)
+    index = np.array([src.get(tuple(int(v) for v in c), -1) for c in reps], dtype=int)
+    antipodal = np.sum((2 * reps == source.N) & (target.N != source.N), axis=1)
+    factor = np.where(index >= 0, 0.5**antipodal, 0.0)
+    return index, factor
+
+
+def output_map(rows: int, index, factor, n_source_orbits: int, extra: int = 0, offset: int = 0):
+    """(source column, factor) of every column of a block of ``rows`` × (n_orbits + ``extra``) outputs of the
+    time network (row-major; the ``extra`` last columns of a row are not orbit values and are copied) whose
+    source block starts at column ``offset``; column −1: no source (set to zero)."""
+    width_s = n_source_orbits + extra
+    row_cols = np.concatenate([np.where(index >= 0, index, -1), n_source_orbits + np.arange(extra)])
+    row_fac = np.concatenate([factor, np.ones(extra)])
+    cols = [np.where(row_cols >= 0, offset + r * width_s + row_cols, -1) for r in range(rows)]
+    return np.concatenate(cols), np.tile(row_fac, rows)
+
+
+def transfer_time_mlp(params, depth: int, columns, factors) -> dict:
+    """The parameters of a :class:`TimeMLP` whose outputs are ``factors`` × the source network's outputs
+    ``columns`` (0 where the column is −1): its hidden layers are copied and the output layer's weights
+    and biases are taken column by column (exact: the output layer is linear)."""
+    last = f"Dense_{depth}"
+    keep = columns >= 0
+    take = np.where(keep, columns, 0)
+    scale = np.where(keep, factors, 0.0)
+    dense = {name: np.where(keep, np.asarray(value)[..., take] * scale, 0.0) for name, value in params[last].items()}
+    return {**params, last: dense}
 
 
 def odd_features(phi, omega, n_sin: int, growth: bool = False):
@@ -200,6 +251,30 @@ class KernelNet(ScoreModel):
         if self.hidden:  # U_cj at O(1) so that the hidden fields h_c = Σ_j U_cj ∗ f_j are O(1) from the start
             self.hidden_net = TimeMLP(self.hidden * self.n_features * n_orbits, self.width, self.depth, self.n_freq,
                                       self.time_scale, 1.0 / np.sqrt(self.n_features * self.lattice.n_sites))
+
+    @nn.nowrap
+    def transfer(self, params, source):
+        """This network's parameters from the trained ``params`` of ``source`` (the same options on a lattice of
+        the same d, at most as large): the log frequency and the time networks' hidden layers are copied;
+        the output columns of the orbit kernels (main, pair and hidden-channel U and V kernels) by
+        :func:`orbit_transfer` (shared orbits copied, an antipodal orbit of the source halved per axis,
+        orbits that exist only on this lattice zero); the collective channel's b_j are copied."""
+        index, factor = orbit_transfer(source.lattice, self.lattice)
+        n_s = hypercubic_orbits(source.lattice)[1]
+        n_f, extra = self.n_features, int(self.collective)
+        blocks = [output_map(n_f, index, factor, n_s, extra)]
+        offset = n_f * (n_s + extra)
+        if self.pair:
+            blocks.append(output_map(4, index, factor, n_s, offset=offset))
+            offset += 4 * n_s
+        if self.hidden:
+            blocks.append(output_map(self.hidden, index, factor, n_s, offset=offset))
+        columns, factors = (np.concatenate(x) for x in zip(*blocks))
+        out = {**params, "kernel_net": transfer_time_mlp(params["kernel_net"], self.depth, columns, factors)}
+        if self.hidden:
+            columns, factors = output_map(self.hidden * n_f, index, factor, n_s)
+            out["hidden_net"] = transfer_time_mlp(params["hidden_net"], self.depth, columns, factors)
+        return out
 
     def _time_weights(self, t):
         """The network's output at t: kernel weights per orbit (and the collective b_j last), shape
