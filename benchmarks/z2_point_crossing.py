@@ -42,9 +42,12 @@ def main(argv=None):
     p.add_argument("--points", default="benchmarks/z2/points.json")
     p.add_argument("--dmrg", nargs=2, default=["benchmarks/z2/dmrg16", "benchmarks/z2/dmrg32"])
     p.add_argument("--key", type=int, default=777, help="energy key of the records to use (the moments do not depend on it)")
+    p.add_argument("--moments-key", type=int, default=3, help="moments key of the records to use")
     args = p.parse_args(argv)
     records = json.loads(pathlib.Path(args.points).read_text())["points"]
-    pick = lambda runs: [r for r in records if r["run"] in runs and r.get("energy_key", 777) == args.key]  # noqa: E731
+    def pick(runs):
+        return [r for r in records if r["run"] in runs and r.get("energy_key", 777) == args.key
+                and r.get("moments_key", 3) == args.moments_key]
     small, large = pick(args.runs16), pick(args.runs32)
     missing = [r for r in args.runs16 + args.runs32 if r not in {x["run"] for x in small + large}]
     if missing:

@@ -7,10 +7,10 @@ For every run directory (a finished `qrg solve --out RUN`; its iterate average i
 ``--energy-samples`` fresh samples drawn with a key independent of the run's own evaluation (``--key``,
 default 777: runs of the same seed share their evaluation draws, see docs/rg_flow.md; so do runs evaluated
 with the same key, whose flows are alike: use several keys for a claim across runs), and ⟨M²⟩, U4, ⟨M⟩ and the
-weight of the M > 0 peak on ``--samples`` further draws (key 3; `qrg.scan.magnetisation_observables`,
+weight of the M > 0 peak on ``--samples`` further draws (``--moments-key``, default 3; `qrg.scan.magnetisation_observables`,
 as `qrg scan` measures them);
 each against the DMRG point of the same m² (Δ in units of qrg's error bar). Appends one JSON record per
-run and energy key to ``--out`` (replacing a record of the same run directory and key) and prints it.
+run and pair of keys to ``--out`` (replacing a record of the same run directory and keys) and prints it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from qrg.optim.loop import rolled_back
 from qrg.scan import magnetisation_observables
 
 
-def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int = 777) -> dict:
+def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int = 777, moments_key: int = 3) -> dict:
     state = load_run(run)
     theory = state.theory
     ref = dmrg.get(theory.m2)
@@ -38,7 +38,7 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int =
     stats = evaluate(state.flow, state.params, theory, jax.random.PRNGKey(key), n_energy, laplacian="none",
                      max_batch=0)
     cv = stats.estimates["cv"]
-    obs = magnetisation_observables(np.asarray(state.sample(jax.random.PRNGKey(3), n_samples)[0]), theory.lattice)
+    obs = magnetisation_observables(np.asarray(state.sample(jax.random.PRNGKey(moments_key), n_samples)[0]), theory.lattice)
     result = json.loads((pathlib.Path(run) / "result.json").read_text())
     cfg = result["config"]
     sites = theory.lattice.n_sites
@@ -53,7 +53,7 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int =
         **{name: {**obs[name], "dmrg": ref[name]["mean"], "z": (obs[name]["mean"] - ref[name]["mean"]) / obs[name]["err"]}
            for name in ("M2", "U4")},
         "M": obs["M"], "peak_weight": obs["peak_weight"],
-        "n_samples": n_samples, "variance": result.get("variance"),
+        "n_samples": n_samples, "moments_key": moments_key, "variance": result.get("variance"),
         "rg_consistency_chi2_dof": (result.get("rg_consistency") or {}).get("chi2_dof"),
         "train_time_s": result.get("train_time_s"),
         "status": result.get("status"), "roll_backs": len(rolled_back(result.get("events") or [])),
@@ -68,6 +68,7 @@ def main(argv=None):
     p.add_argument("--energy-samples", type=int, default=32768)
     p.add_argument("--samples", type=int, default=16384)
     p.add_argument("--key", type=int, default=777, help="PRNG key of the energy samples")
+    p.add_argument("--moments-key", type=int, default=3, help="PRNG key of the samples of <M^2>, U4, <M>")
     p.add_argument("--out", default="benchmarks/z2/points.json")
     args = p.parse_args(argv)
     dmrg = {pt["m2"]: pt for pt in json.loads(pathlib.Path(args.dmrg).read_text())["points"]}
@@ -76,9 +77,9 @@ def main(argv=None):
     data["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "jax": jax.__version__}
     for run in args.runs:
-        rec = evaluate_run(run, dmrg, args.energy_samples, args.samples, args.key)
-        data["points"] = [r for r in data["points"]
-                          if (r["run"], r.get("energy_key", 777)) != (run, args.key)] + [rec]
+        rec = evaluate_run(run, dmrg, args.energy_samples, args.samples, args.key, args.moments_key)
+        data["points"] = [r for r in data["points"] if (r["run"], r.get("energy_key", 777), r.get("moments_key", 3))
+                          != (run, args.key, args.moments_key)] + [rec]
         print(json.dumps(rec), flush=True)
     out.write_text(json.dumps(data, indent=1) + "\n")
 
