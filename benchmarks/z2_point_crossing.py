@@ -37,21 +37,31 @@ def qrg_curve(records: list[dict], N: int) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs16", nargs="+", required=True, help="run directories of the smaller N")
-    p.add_argument("--runs32", nargs="+", required=True, help="run directories of the larger N")
+    p.add_argument("--runs16", nargs="+", required=True,
+                   help="run directories of the smaller N (RUN or RUN@K: the record of moments key K)")
+    p.add_argument("--runs32", nargs="+", required=True, help="run directories of the larger N (likewise)")
     p.add_argument("--points", default="benchmarks/z2/points.json")
     p.add_argument("--dmrg", nargs=2, default=["benchmarks/z2/dmrg16", "benchmarks/z2/dmrg32"])
     p.add_argument("--key", type=int, default=777, help="energy key of the records to use (the moments do not depend on it)")
-    p.add_argument("--moments-key", type=int, default=3, help="moments key of the records to use")
+    p.add_argument("--moments-key", type=int, default=3, help="moments key of the records of runs given without @K")
     args = p.parse_args(argv)
     records = json.loads(pathlib.Path(args.points).read_text())["points"]
+
     def pick(runs):
-        return [r for r in records if r["run"] in runs and r.get("energy_key", 777) == args.key
-                and r.get("moments_key", 3) == args.moments_key]
+        """One record per run: its moments key (RUN@K or --moments-key), any energy key (U4 does not depend on
+        it; --key preferred)."""
+        out = []
+        for spec in runs:
+            run, _, k = spec.partition("@")
+            mk = int(k) if k else args.moments_key
+            found = sorted((r for r in records if r["run"] == run and r.get("moments_key", 3) == mk),
+                           key=lambda r: r.get("energy_key", 777) != args.key)
+            if not found:
+                raise SystemExit(f"no record with moments key {mk} in {args.points} for {run}: run z2_point_eval.py first")
+            out.append(found[0])
+        return out
+
     small, large = pick(args.runs16), pick(args.runs32)
-    missing = [r for r in args.runs16 + args.runs32 if r not in {x["run"] for x in small + large}]
-    if missing:
-        raise SystemExit(f"no record (energy key {args.key}) in {args.points} for {missing}: run z2_point_eval.py first")
     curves = [qrg_curve(small, small[0]["N"]), qrg_curve(large, large[0]["N"])]
     for c in curves:
         for q in c["points"]:
