@@ -274,19 +274,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         options["model"] = "custom"
     cfg = _make_config(theory, config, options)
     theory = cfg.theory()
-    if resume and out is None:
-        raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
-    if resume and init_params is not None:
-        raise QRGInputError("init_params cannot be combined with resume=True: a resumed run continues from the "
-                            "parameters of its checkpoint")
-    if init_from is not None:
-        if resume:
-            raise QRGInputError("init_from cannot be combined with resume=True: a resumed run continues from the "
-                                "parameters of its checkpoint")
-        if init_params is not None:
-            raise QRGInputError("init_from and init_params cannot both be given: pass one starting point")
-        if model is not None:
-            raise QRGInputError("init_from needs a score model built by name (config model), not a ready ScoreModel")
+    _check_start(out, resume, init_params, init_from, model)
     source = None if init_from is None else _load_source(init_from)
     if source is not None:
         check_transferable(source.config, cfg)
@@ -307,13 +295,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     elif resume:
         init_record = ckpt.read_meta(out).get("init_from")
     run_ = _Run(cfg, flow, tx, root, key_init, cv_fit, schedule_steps, init_record)
-    if resume:
-        state = run_.load(out)
-    else:
-        params0 = flow.init(key_init)
-        if init_params is not None:
-            params0 = check_init_params(init_params, params0)
-        state = LoopState.create(params0, tx)
+    state = run_.load(out) if resume else _fresh_state(flow, tx, key_init, init_params)
     loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency), tx=tx,
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
                 checkpointer=None if out is None or not is_main_process() else (lambda s: run_.save(out, s)),
@@ -321,6 +303,19 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
                 average_from=average_from(cfg, schedule_steps))
     state = run(loop, state, cfg.steps, key_train)
+    result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record)
+    if cfg.consistency_batch:
+        result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
+                                                                                            cfg.eval_batch))
+    result.wall_time_s = time.perf_counter() - t_start
+    if out is not None and is_main_process():  # one writer when several processes run the solve
+        result.save(out)
+    return result
+
+
+def _evaluated_result(flow, state: LoopState, theory, cfg, key_eval, mesh, schedule_steps: int,
+                      init_record) -> SolveResult:
+    """The SolveResult of a finished loop: the evaluation of its (averaged) parameters, checked for a runaway."""
     params = state.averaged_params
     flow, stats, check = _evaluate(flow, params, theory, cfg, key_eval)
     result = SolveResult(
@@ -331,13 +326,32 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count(),
         averaged_steps=state.n_average, init_from=init_record)
     _check_runaway(result)
-    if cfg.consistency_batch:
-        result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
-                                                                                            cfg.eval_batch))
-    result.wall_time_s = time.perf_counter() - t_start
-    if out is not None and is_main_process():  # one writer when several processes run the solve
-        result.save(out)
     return result
+
+
+def _check_start(out, resume: bool, init_params, init_from, model) -> None:
+    """Refuse, naming them, starting points of a solve that exclude each other."""
+    if resume and out is None:
+        raise QRGInputError("resume=True needs the output directory (out=...) that holds the checkpoint")
+    if resume and init_params is not None:
+        raise QRGInputError("init_params cannot be combined with resume=True: a resumed run continues from the "
+                            "parameters of its checkpoint")
+    if init_from is not None:
+        if resume:
+            raise QRGInputError("init_from cannot be combined with resume=True: a resumed run continues from the "
+                                "parameters of its checkpoint")
+        if init_params is not None:
+            raise QRGInputError("init_from and init_params cannot both be given: pass one starting point")
+        if model is not None:
+            raise QRGInputError("init_from needs a score model built by name (config model), not a ready ScoreModel")
+
+
+def _fresh_state(flow, tx, key_init, init_params) -> LoopState:
+    """The loop state of a new run: ``flow.init`` or the checked ``init_params`` (a warm start or transfer)."""
+    params0 = flow.init(key_init)
+    if init_params is not None:
+        params0 = check_init_params(init_params, params0)
+    return LoopState.create(params0, tx)
 
 
 def _load_source(init_from) -> GroundState:
