@@ -64,3 +64,19 @@ def laplacians(flow, params, phi, key, method: str, n_probes: int = 4, chunk_siz
     """Δ_φ log p_θ of the batch ``phi`` in chunks of ``chunk_size`` (chunk c uses fold_in(key, c))."""
     lap = chunked_laplacians(lambda x, k: flow_laplacian(flow, params, x, k, method, n_probes), phi, key, chunk_size)
     return gather(lap)
+
+
+def checked_params(params, template, name: str, what: str = "the model's parameters", hint: str = ""):
+    """``params`` cast to the dtypes of ``template`` (a parameter pytree, arrays or ShapeDtypeStructs) if it has
+    its tree structure and leaf shapes and finite values, else a QRGInputError naming ``name`` (``what``:
+    what the template is; ``hint`` appended to the structure and shape messages)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    t_leaves, t_treedef = jax.tree_util.tree_flatten(template)
+    if treedef != t_treedef:
+        raise QRGInputError(f"{name} does not have the structure of {what}: got {treedef}, expected {t_treedef}{hint}")
+    for i, (x, t) in enumerate(zip(leaves, t_leaves)):
+        if tuple(jnp.shape(x)) != tuple(t.shape):
+            raise QRGInputError(f"{name} leaf {i} has shape {tuple(jnp.shape(x))}, but {what} have {tuple(t.shape)}{hint}")
+        if not bool(jnp.all(jnp.isfinite(jnp.asarray(x)))):
+            raise QRGInputError(f"{name} leaf {i} has non-finite values")
+    return jax.tree_util.tree_unflatten(t_treedef, [jnp.asarray(x, dtype=t.dtype) for x, t in zip(leaves, t_leaves)])

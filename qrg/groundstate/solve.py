@@ -20,7 +20,7 @@ from ..optim import checkpoint as ckpt
 from ..optim.loop import DivergenceGuard, Loop, LoopState, run
 from ..optim.optimizers import make_optimizer
 from ..parallel import is_main_process
-from .ansatz import build_flow
+from .ansatz import build_flow, checked_params
 from .config import LEGACY, SolveConfig
 from .consistency import rg_consistency
 from .estimators import ESTIMATORS, ControlVariateFit, n_stein_features
@@ -217,21 +217,8 @@ def _evaluate(flow, params, theory, cfg, key_eval):
 def check_init_params(init_params, template):
     """``init_params`` as a parameter pytree of the structure of ``template`` (the flow's ``init``): the same
     tree structure and leaf shapes (cast to the template's dtypes), else a QRGInputError naming init_params."""
-    import jax.numpy as jnp
-
-    leaves, treedef = jax.tree_util.tree_flatten(init_params)
-    t_leaves, t_treedef = jax.tree_util.tree_flatten(template)
-    if treedef != t_treedef:
-        raise QRGInputError(f"init_params does not have the structure of this run's parameters (flow.init): "
-                            f"got {treedef}, expected {t_treedef}; warm starts need the same model, scheme and lattice")
-    for i, (x, t) in enumerate(zip(leaves, t_leaves)):
-        if np.shape(x) != np.shape(t):
-            raise QRGInputError(f"init_params leaf {i} has shape {np.shape(x)}, but this run's parameters have "
-                                f"{np.shape(t)}; warm starts need the same model, scheme and lattice")
-        if not np.all(np.isfinite(np.asarray(x))):
-            raise QRGInputError(f"init_params leaf {i} has non-finite values")
-    return jax.tree_util.tree_unflatten(t_treedef, [jnp.asarray(x, dtype=jnp.asarray(t).dtype)
-                                                     for x, t in zip(leaves, t_leaves)])
+    return checked_params(init_params, template, "init_params", "this run's parameters (flow.init)",
+                          "; warm starts need the same model, scheme and lattice")
 
 
 def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=None, resume: bool = False,

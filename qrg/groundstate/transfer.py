@@ -25,11 +25,9 @@ parameters are returned bit for bit. :func:`qrg.solve` takes a run directory as 
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from .._validation import QRGInputError
-from .ansatz import build_flow
+from .ansatz import build_flow, checked_params
 from .config import CUSTOM_MODEL, SolveConfig
 from .result import GroundState
 
@@ -86,24 +84,7 @@ def transfer_params(source, target: SolveConfig, params=None):
     tgt = build_flow(target.theory(), target)
     key = jax.random.PRNGKey(0)
     src_template, tgt_template = jax.eval_shape(src.init, key), jax.eval_shape(tgt.init, key)
-    _check_structure(params, src_template, f"params (of the source run, N = {source_cfg.N})")
+    params = checked_params(params, src_template, f"params (of the source run, N = {source_cfg.N}):",
+                            "the source model's parameters")
     moved = {**params, "params": tgt.model.transfer(params["params"], src.model)}
-    _check_structure(moved, tgt_template, "the transferred parameters")  # pragma: no cover - a model's bug
-    leaves, treedef = jax.tree_util.tree_flatten(tgt_template)
-    return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x, dtype=t.dtype) for x, t in
-                                                  zip(treedef.flatten_up_to(moved), leaves)])
-
-
-def _check_structure(params, template, name: str) -> None:
-    """QRGInputError naming ``name`` unless ``params`` has the tree structure and leaf shapes of ``template``
-    with finite values."""
-    try:
-        leaves = jax.tree_util.tree_structure(template).flatten_up_to(params)
-    except (ValueError, TypeError, KeyError):
-        raise QRGInputError(f"{name} do not have the structure of the model's parameters "
-                            f"({jax.tree_util.tree_structure(template)})") from None
-    for i, (x, t) in enumerate(zip(leaves, jax.tree_util.tree_leaves(template))):
-        if np.shape(x) != tuple(t.shape):
-            raise QRGInputError(f"{name}: leaf {i} has shape {np.shape(x)}, expected {tuple(t.shape)}")
-        if not np.all(np.isfinite(np.asarray(x))):
-            raise QRGInputError(f"{name}: leaf {i} has non-finite values")
+    return checked_params(moved, tgt_template, "the transferred parameters", "the target model's parameters")
