@@ -45,7 +45,8 @@ def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int =
     return {
         "run": run, "m2": theory.m2, "lam": theory.lam, "N": theory.lattice.N, "d": theory.lattice.d,
         "settings": {k: cfg.get(k, 0.0) for k in ("steps", "seed", "lr", "T", "collective", "hidden", "pair", "beta_rg",
-                                                  "batch", "average")},
+                                                  "batch", "average", "n_steps", "grad_clip")},
+        "init_from": (result.get("init_from") or {}).get("run"),  # a size transfer's / warm start's source run
         "averaged_steps": result.get("averaged_steps", 0),  # the evaluated parameters: an average of these steps
         "energy": cv.mean, "energy_err": cv.err, "n_energy": n_energy, "energy_key": key,
         "energy_per_site_minus_dmrg": (cv.mean - ref["energy"]) / sites,
