@@ -31,7 +31,11 @@ class FourierGaussian:
 
     def sample(self, key, batch_shape: tuple[int, ...] = ()):
         """Draw fields of shape ``batch_shape + lattice.shape``."""
-        white = jax.random.normal(key, tuple(batch_shape) + self.lattice.shape)
+        return self.from_white(jax.random.normal(key, tuple(batch_shape) + self.lattice.shape))
+
+    def from_white(self, white):
+        """The fields C^{1/2} ε (+ mean) for white noise ``white`` of shape batch + lattice.shape: the
+        reparameterisation of :meth:`sample` (``sample(key, b) == from_white(normal(key, b + shape))``)."""
         phi = self.lattice.apply_diagonal(white, jnp.sqrt(self.variance))
         return phi if self.mean is None else phi + self.mean
 

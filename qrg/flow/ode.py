@@ -282,8 +282,14 @@ class ProbabilityFlow:
 
     @functools.partial(jax.jit, static_argnums=(0, 3))
     def _sample_at(self, params, key, n, t):
+        return self.push_white(params, jax.random.normal(key, (n,) + self.lattice.shape), t)
+
+    def push_white(self, params, white, t=0.0):
+        """(φ_t, log p_θ,t(φ_t), ∇ log p_θ,t(φ_t)) for the prior draws φ_T = C_T^{1/2} ``white`` (batch +
+        lattice.shape): :meth:`sample_at` with its noise given, differentiable in ``params`` and usable
+        under ``jax.vmap`` (one field at a time, e.g. for per-sample gradients). Not jitted."""
         prior = self.prior(params)
-        phi_T = prior.sample(key, (n,))
+        phi_T = prior.from_white(white)
         y0 = self._to_solver(params, self.T, phi_T, prior.log_prob(phi_T), prior.score(phi_T))
         y1 = self._solve(self._augmented_field, y0, params, self.T, t, self.adjoint)
         return self._from_solver(params, t, *y1)

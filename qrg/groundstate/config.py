@@ -61,7 +61,8 @@ class SolveConfig:
     hidden fields, Σ_c V_c ∗ tanh(Σ_j U_cj ∗ f_j(φ)) (docs/solver.md).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
-    ``grad_clip`` (global norm, 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
+    ``grad_clip`` (global norm, 0 = off), ``sample_clip`` c (each sample's energy gradient clipped to c times the
+    batch median norm, :func:`qrg.groundstate.objective.clipped_energy_value_and_grad`; 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
     of kind ``consistency`` ("dsm" or "nll", :data:`qrg.groundstate.objective.CONSISTENCY`) with
     ``rg_batch`` kernel draws (t, φ_t) per step from the batch's φ_0 (each φ_0 reused when rg_batch > batch;
     the times stratified over (0, T]); ``control_variates`` "stein" subtracts the zero-mean Stein features of
@@ -116,6 +117,7 @@ class SolveConfig:
     lr_final: float = 0.02
     warmup: int = 10
     grad_clip: float = 0.0
+    sample_clip: float = 0.0
     average: float = 0.0
     beta_rg: float = 0.1
     consistency: str = "dsm"
@@ -156,6 +158,9 @@ class SolveConfig:
         for name in ("M", "beta_rg", "grad_clip"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be >= 0 (got {getattr(self, name)})")
+        if self.sample_clip != 0 and not self.sample_clip >= 1:
+            raise QRGInputError(f"sample_clip (per-sample gradient limit in units of the batch median norm) must be "
+                                f"0 (off) or >= 1 (got {self.sample_clip})")
         if not 0 <= self.cv_decay < 1:
             raise QRGInputError(f"cv_decay must be in [0, 1) (got {self.cv_decay})")
         if not 0 <= self.average < 1:

@@ -27,6 +27,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from ..registry import Registry
 from .estimators import ibp_energy, stein_features
@@ -104,18 +105,72 @@ def energy_objective(flow, theory, params, key, batch: int, *, beta_rg: float = 
     moments = None
     if cv_coef is not None:
         h = stein_features(theory.lattice, phi, g)
-        hs, es = jax.lax.stop_gradient(h), jax.lax.stop_gradient(e)
-        moments = (jnp.asarray(batch, dtype=e.dtype), jnp.sum(hs, axis=0), hs.T @ hs, jnp.sum(es), hs.T @ es)
+        moments = _cv_moments(jax.lax.stop_gradient(h), jax.lax.stop_gradient(e))
         e = e - h @ cv_coef
-    energy = jnp.mean(e)
-    err = jnp.std(e, ddof=1) / jnp.sqrt(batch) if batch > 1 else jnp.zeros(())
+    energy, err = _mean_err(e)
     loss = energy
     rg = jnp.zeros(())
     if beta_rg > 0:
-        phi_rg = phi[:rg_batch] if rg_batch <= batch else _repeat_to(phi, rg_batch)
-        rg = CONSISTENCY.get(consistency, "consistency")(flow, params, jax.lax.stop_gradient(phi_rg), k_rg)
+        rg = CONSISTENCY.get(consistency, "consistency")(flow, params, _rg_fields(phi, rg_batch), k_rg)
         loss = loss + beta_rg * rg
     return loss, (energy, err, rg, moments)
+
+
+def _cv_moments(h, e_ibp):
+    """The batch sums (n, Σh, Σhhᵀ, Σe_ibp, Σe_ibp h) the control-variate fit accumulates."""
+    return (jnp.asarray(h.shape[0], dtype=e_ibp.dtype), jnp.sum(h, axis=0), h.T @ h, jnp.sum(e_ibp), h.T @ e_ibp)
+
+
+def _mean_err(e):
+    n = e.shape[0]
+    return jnp.mean(e), (jnp.std(e, ddof=1) / jnp.sqrt(n) if n > 1 else jnp.zeros(()))
+
+
+def _rg_fields(phi, rg_batch: int):
+    """``rg_batch`` stop-gradient fields φ_0 for the RG-consistency term from the batch ``phi``."""
+    return jax.lax.stop_gradient(phi[:rg_batch] if rg_batch <= phi.shape[0] else _repeat_to(phi, rg_batch))
+
+
+def clipped_energy_value_and_grad(flow, theory, params, key, batch: int, sample_clip: float, *,
+                                  beta_rg: float = 0.0, rg_batch: int = 64, cv_coef=None, consistency: str = "dsm"):
+    """:func:`energy_objective` and its gradient with every per-sample energy gradient clipped.
+
+    The batch gradient is (1/n) Σ_b w_b ∇_θ e_b with w_b = min(1, c·median_b' |∇e_b'| / |∇e_b|),
+    c = ``sample_clip``: a sample whose gradient norm exceeds c times the batch median contributes only
+    c times the median norm, in its own direction. The energy gradient of a broken-phase run is heavy-
+    tailed (batch gradients 10³× the median, docs/scan.md); one such sample sets the direction of a
+    whole Adam step, where global-norm clipping only rescales it. Samples are the same draws as
+    :func:`energy_objective` (the prior noise of ``key``), so with no sample clipped the gradient is its
+    gradient; the clipped one is biased (towards ignoring rare large-gradient samples). The
+    RG-consistency term's gradient is added unclipped. Returns ((loss, aux), grads) with aux as
+    :func:`energy_objective`'s plus the fraction of samples clipped.
+    """
+    k_sample, k_rg = jax.random.split(key)
+    white = flow._shard(jax.random.normal(k_sample, (batch,) + flow.lattice.shape))
+
+    def one(p, w):
+        phi, _, g = flow.push_white(p, w[None])
+        e_ibp = ibp_energy(theory, phi, g)[0]
+        if cv_coef is None:
+            return e_ibp, (phi[0], e_ibp, jnp.zeros(0))
+        h = stein_features(theory.lattice, phi, g)[0]
+        return e_ibp - h @ cv_coef, (phi[0], e_ibp, h)
+
+    (e, (phi, e_ibp, h)), grads = jax.vmap(jax.value_and_grad(one, has_aux=True), in_axes=(None, 0))(params, white)
+    norms = jax.vmap(optax.tree.norm)(grads)
+    limit = sample_clip * jnp.median(norms)
+    weights = jnp.minimum(1.0, limit / jnp.maximum(norms, jnp.finfo(norms.dtype).tiny))
+    grad = jax.tree_util.tree_map(lambda g: (jnp.tensordot(weights, g, axes=1) / batch).astype(g.dtype), grads)
+    moments = None if cv_coef is None else _cv_moments(h, e_ibp)
+    energy, err = _mean_err(e)
+    loss, rg = energy, jnp.zeros(())
+    if beta_rg > 0:
+        phi_rg = _rg_fields(phi, rg_batch)
+        consistency_loss = CONSISTENCY.get(consistency, "consistency")
+        rg, rg_grad = jax.value_and_grad(lambda p: consistency_loss(flow, p, phi_rg, k_rg))(params)
+        loss = loss + beta_rg * rg
+        grad = jax.tree_util.tree_map(lambda a, b: a + beta_rg * b, grad, rg_grad)
+    return (loss, (energy, err, rg, moments, jnp.mean(weights < 1.0))), grad
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +184,24 @@ class EnergyObjective:
     beta_rg: float = 0.0
     rg_batch: int = 64
     consistency: str = "dsm"
+    sample_clip: float = 0.0
 
     def __call__(self, params, key, cv_coef):
         return energy_objective(self.flow, self.theory, params, key, self.batch, beta_rg=self.beta_rg,
                                 rg_batch=self.rg_batch, cv_coef=cv_coef, consistency=self.consistency)
 
+    def value_and_grad(self, params, key, cv_coef):
+        """((loss, aux), grads) for the training step: ``jax.value_and_grad`` of the loss, or with
+        ``sample_clip`` > 0 the per-sample clipped gradient of :func:`clipped_energy_value_and_grad`."""
+        if self.sample_clip > 0:
+            return clipped_energy_value_and_grad(self.flow, self.theory, params, key, self.batch, self.sample_clip,
+                                                 beta_rg=self.beta_rg, rg_batch=self.rg_batch, cv_coef=cv_coef,
+                                                 consistency=self.consistency)
+        return jax.value_and_grad(lambda p: self(p, key, cv_coef), has_aux=True)(params)
+
     def metrics(self, loss, aux) -> dict:
         energy, err, rg = (float(x) for x in aux[:3])
-        return {"energy": energy, "energy_err": err, "loss": float(loss), "rg_loss": rg}
+        out = {"energy": energy, "energy_err": err, "loss": float(loss), "rg_loss": rg}
+        if len(aux) > 4:
+            out["clipped"] = float(aux[4])
+        return out

@@ -32,7 +32,7 @@ from .transfer import check_transferable, transfer_params
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
                "adjoint", "integrator", "collective", "growth", "pair", "hidden", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
-               "grad_clip", "average", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
+               "grad_clip", "sample_clip", "average", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 
 def check_memory(cfg, available: int | None = None) -> None:
@@ -228,7 +228,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
 
     Options are the fields of :class:`~qrg.groundstate.config.SolveConfig` (``model``, ``scheme``,
     ``M``, ``T``, ``solver``, ``n_steps``, ``adjoint``, ``integrator``, ``steps``, ``batch``,
-    ``seed``, ``optimizer``, ``lr``, ``lr_final``, ``warmup``, ``grad_clip``, ``beta_rg``,
+    ``seed``, ``optimizer``, ``lr``, ``lr_final``, ``warmup``, ``grad_clip``, ``sample_clip``, ``beta_rg``,
     ``eval_batch``, ``laplacian``, ``checkpoint_every``, ``init`` ...), given as keywords or in
     ``config``; keywords win, and ``theory`` overrides the problem fields. ``model`` may also be a
     ready :class:`~qrg.models.ScoreModel` (its scheme must match the config's).
@@ -283,7 +283,8 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         init_record = ckpt.read_meta(out).get("init_from")
     run_ = _Run(cfg, flow, tx, root, key_init, cv_fit, schedule_steps, init_record)
     state = run_.load(out) if resume else _fresh_state(flow, tx, key_init, init_params)
-    loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency), tx=tx,
+    loop = Loop(objective=EnergyObjective(flow, theory, cfg.batch, cfg.beta_rg, cfg.rg_batch, cfg.consistency,
+                                               cfg.sample_clip), tx=tx,
                 schedule=schedule, accumulator=cv_fit, checkpoint_every=cfg.checkpoint_every, callback=callback,
                 checkpointer=None if out is None or not is_main_process() else (lambda s: run_.save(out, s)),
                 progress=_progress(cfg, state.step) if progress else None,

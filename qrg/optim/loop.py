@@ -2,7 +2,8 @@
 
 An *objective* is a hashable callable ``objective(params, key, inputs) -> (loss, aux)``
 (differentiable in ``params``) with a method ``metrics(loss, aux) -> dict`` of floats for the
-history. ``inputs`` are extra arrays for the step (e.g. control-variate coefficients) supplied by
+history, and optionally ``value_and_grad(params, key, inputs) -> ((loss, aux), grads)`` when its
+gradient is not the plain ``jax.value_and_grad`` (e.g. per-sample clipping). ``inputs`` are extra arrays for the step (e.g. control-variate coefficients) supplied by
 an optional *accumulator*, an object with ``inputs()``, ``observe(aux)`` (after every applied
 step) and ``metrics(aux)`` (extra history entries).
 
@@ -118,7 +119,10 @@ def train_step(params, opt_state, key, lr_scale, poison, inputs, *, objective, t
 
     ``poison`` (a bool) replaces the loss and gradient by NaN (tests the recovery path).
     """
-    (loss, aux), grads = jax.value_and_grad(lambda p: objective(p, key, inputs), has_aux=True)(params)
+    if hasattr(objective, "value_and_grad"):  # an objective with its own gradient (e.g. per-sample clipping)
+        (loss, aux), grads = objective.value_and_grad(params, key, inputs)
+    else:
+        (loss, aux), grads = jax.value_and_grad(lambda p: objective(p, key, inputs), has_aux=True)(params)
     loss = jnp.where(poison, jnp.nan, loss)
     grads = jax.tree_util.tree_map(lambda g: jnp.where(poison, jnp.nan, g), grads)
     gnorm = optax.tree.norm(grads)
