@@ -537,8 +537,20 @@ def combine_values(values, errors) -> dict:
 COMBINED = ("M", "abs_M", "M2", "M4", "U4", "phi2", "peak_weight")
 
 
-def combine_seeds(scans, *, out=None) -> dict:
+#: how :func:`combine_seeds` makes one point from several seeds' runs
+PICK_RULES = ("mean", "lowest")
+
+
+def combine_seeds(scans, *, out=None, pick: str = "mean") -> dict:
     """One scan from several scans of the same line that differ only in the seed (independent runs).
+
+    ``pick="lowest"`` keeps, at every m², the run with the lowest energy instead of the mean (the
+    variational principle: every run's energy is an upper bound, so the lowest is the best state; a
+    seed that failed to train is dropped rather than averaged in). The point is that run's record
+    (its energy, observables and error bars), with ``selected_seed`` and ``selection_gap`` = (second
+    lowest − lowest energy) / their combined error: when it is below 2 the energies do not decide
+    between the runs, the reported energy (the minimum of several estimates) is biased low by up to
+    about its error bar, and a note names the point.
 
     ``scans``: scan data or paths (:func:`read_scan`), all with the same d, N, a, lam, method, n_samples
     and options apart from ``seed``, each seed once. For every m² that all of them hold, the energy and
@@ -551,6 +563,8 @@ def combine_seeds(scans, *, out=None) -> dict:
     :func:`plot_scan` and ``qrg scan --crossing`` take it. ``out``: a directory to write ``scan.json``,
     ``scan.csv`` and ``scan.png`` into (``qrg scan --combine DIR ... --out DIR``).
     """
+    if pick not in PICK_RULES:
+        raise QRGInputError(f"pick must be one of {', '.join(PICK_RULES)} (got {pick!r})")
     data = [read_scan(s) for s in scans]
     if len(data) < 2:
         raise QRGInputError(f"combine_seeds needs two scans at least (got {len(data)})")
@@ -571,9 +585,15 @@ def combine_seeds(scans, *, out=None) -> dict:
     by_label = [{p["label"]: p for p in s["points"]} for s in data]
     common = [lab for lab in by_label[0] if all(lab in b for b in by_label[1:])]
     left_out = sorted({lab for b in by_label for lab in b} - set(common))
-    points = []
+    points, undecided = [], []
     for label in sorted(common, key=lambda lab: by_label[0][lab]["m2"]):
         runs = [b[label] for b in by_label]
+        if pick == "lowest":
+            rec = _lowest_energy_run(runs, seeds)
+            points.append(rec)
+            if rec["selection_gap"] is not None and rec["selection_gap"] < 2:
+                undecided.append(label)
+            continue
         rec = {"label": label, "m2": runs[0]["m2"], "lam": first["lam"], "method": first["method"]}
         energy = _combine_field(runs, lambda p: (p.get("energy"), p.get("energy_err")))
         n_sites = first["N"] ** first["d"]
@@ -588,24 +608,50 @@ def combine_seeds(scans, *, out=None) -> dict:
         statuses = [p.get("status") for p in runs]
         rec["status"] = "completed" if all(st == "completed" for st in statuses) else \
             next(st for st in statuses if st != "completed")
-        rec["runs"] = [{"seed": seed, "status": p.get("status"), "energy": p.get("energy"),
-                        "energy_err": p.get("energy_err"), "M2": p.get("M2"), "U4": p.get("U4")}
-                       for seed, p in zip(seeds, runs)]
+        rec["runs"] = [_run_summary(seed, p) for seed, p in zip(seeds, runs)]
         rec["wall_time_s"] = float(sum(p.get("wall_time_s") or 0.0 for p in runs))
         points.append(rec)
     notes = ["each observable: mean over the seeds; err = sqrt(max(s^2, mean sampling err^2) / K) "
-             "(qrg.scan.combine_values)"]
+             "(qrg.scan.combine_values)"] if pick == "mean" else [
+        "each point: the run of the lowest energy (variational selection); selected_seed, selection_gap in sigma"]
+    if undecided:
+        notes.append(f"points whose two lowest energies are within 2 sigma (the selection is not decided by the "
+                     f"energy; the reported energy is biased low): {undecided}")
     if left_out:
         notes.append(f"points not in every scan, left out: {left_out}")
     combined = {"format": FORMAT_VERSION, "d": first["d"], "N": first["N"], "a": first["a"], "lam": first["lam"],
                 "method": first["method"], "options": strip[0], "n_samples": first.get("n_samples"),
-                "seeds": seeds, "sources": [str(s) if not isinstance(s, dict) else None for s in scans],
+                "seeds": seeds, "pick": pick, "sources": [str(s) if not isinstance(s, dict) else None for s in scans],
                 "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": _machine(),
                 "notes": notes, "points": points}
     if out is not None:
         out = check_writable_dir(pathlib.Path(out), "out")
         _write(out, combined)
     return combined
+
+
+def _run_summary(seed, p) -> dict:
+    return {"seed": seed, "status": p.get("status"), "energy": p.get("energy"), "energy_err": p.get("energy_err"),
+            "M2": p.get("M2"), "U4": p.get("U4")}
+
+
+def _lowest_energy_run(runs, seeds) -> dict:
+    """The point of the run with the lowest energy among ``runs`` (seeds ``seeds``), with the selection."""
+    have = [i for i, p in enumerate(runs) if p.get("energy") is not None]
+    if not have:
+        raise QRGInputError(f"pick='lowest': no run of point {runs[0].get('label')} has an energy")
+    order = sorted(have, key=lambda i: runs[i]["energy"])
+    best = runs[order[0]]
+    gap = None
+    if len(order) > 1:
+        second = runs[order[1]]
+        err = math.hypot(best.get("energy_err") or 0.0, second.get("energy_err") or 0.0)
+        gap = (second["energy"] - best["energy"]) / err if err > 0 else None
+    rec = dict(best)
+    rec.update(selected_seed=seeds[order[0]], selection_gap=_num(gap),
+               runs=[_run_summary(seed, p) for seed, p in zip(seeds, runs)],
+               wall_time_s=float(sum(p.get("wall_time_s") or 0.0 for p in runs)))
+    return rec
 
 
 def _combine_field(runs, get):

@@ -339,6 +339,35 @@ def test_combine_seeds_means_over_seeds_with_the_spread_in_the_error(tmp_path, c
     assert main(["scan", "--combine", *dirs]) == 2  # --out missing
 
 
+def test_combine_seeds_pick_lowest_keeps_the_variationally_best_run(tmp_path, capsys):
+    """--pick lowest: at each point the lowest-energy run's record, whole; the gap to the next in σ; a
+    note when the energies do not decide (gap < 2σ)."""
+    a = _seed_scan(0, [-0.8, -0.7], [0.95, 0.55], [0.635, 0.51])
+    b = _seed_scan(1, [-0.8, -0.7], [0.97, 0.54], [0.638, 0.50])
+    b["points"][0]["energy"] = a["points"][0]["energy"] + 0.02  # seed 1 trained badly at -0.8: 14σ higher
+    b["points"][1]["energy"] = a["points"][1]["energy"] - 0.001  # at -0.7 seed 1 is lower by 0.7σ
+    c = combine_seeds([a, b], pick="lowest")
+    worse, close = c["points"]
+    assert c["pick"] == "lowest" and worse["selected_seed"] == 0 and close["selected_seed"] == 1
+    assert worse["M2"] == {"mean": 0.95, "err": 0.002} and worse["energy"] == a["points"][0]["energy"]
+    assert worse["selection_gap"] == pytest.approx(0.02 / (0.001 * np.sqrt(2)))
+    assert close["selection_gap"] == pytest.approx(1 / np.sqrt(2)) and close["U4"]["mean"] == 0.50
+    assert [r["seed"] for r in worse["runs"]] == [0, 1] and "m2_-0.7" in c["notes"][-1] and "m2_-0.8" not in c["notes"][-1]
+    assert binder_crossing(c, combine_seeds([a | {"N": 32}, b | {"N": 32}], pick="lowest")) is not None
+    with pytest.raises(QRGInputError, match="pick"):
+        combine_seeds([a, b], pick="median")
+    dirs = []
+    for seed, scan_data in ((0, a), (1, b)):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "scan.json").write_text(json.dumps(scan_data))
+        dirs.append(str(d))
+    assert main(["scan", "--combine", *dirs, "--pick", "lowest", "--out", str(tmp_path / "best")]) == 0
+    assert "gap/σ" in capsys.readouterr().out
+    written = json.loads((tmp_path / "best" / "scan.json").read_text())
+    assert [p["selected_seed"] for p in written["points"]] == [0, 1]
+
+
 # ---------------------------------------------------------------------------- CLI
 def test_cli_scan_and_crossing(first, tmp_path, capsys):
     out = tmp_path / "cli"

@@ -12,7 +12,8 @@ lists must be attached to the flag: ``--m2=-1,-0.5``. ``--crossing DIR1 DIR2 ...
 the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``).
 ``--combine DIR1 DIR2 ... --out DIR`` writes one scan from scans of the same line made with different
 ``--seed``: per point the mean over the seeds, with an error bar that holds the spread between them
-(``qrg.scan.combine_seeds``).
+(``qrg.scan.combine_seeds``); with ``--pick lowest`` per point the run of the lowest energy instead
+(variational selection: a seed that failed to train is dropped, not averaged in).
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def add_parser(sub) -> None:
     p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
                    help="write one scan into --out from these scans of the same line with different --seed "
                         "(mean over the seeds, error bar with their spread); no scan is run")
+    p.add_argument("--pick", default="mean", choices=("mean", "lowest"),
+                   help="with --combine: mean over the seeds (default) or, at every point, the run with the lowest "
+                        "energy (variational selection; docs/scan.md)")
     p.set_defaults(run=run)
 
 
@@ -154,15 +158,23 @@ def _combine(args) -> int:
 
     if args.out is None:
         raise QRGInputError("--combine needs --out (the directory of the combined scan)")
-    data = combine_seeds(args.combine, out=args.out)
-    print(f"qrg scan: {len(args.combine)} scans, seeds {data['seeds']}: mean over the seeds, error bars with "
-          "their spread", file=sys.stderr)
-    print(table_header() + "  spread ⟨M²⟩ (χ²/dof)")
-    for p in data["points"]:
-        m2 = p.get("M2") or {}
-        extra = "" if m2.get("spread") is None else (f"  {m2['spread']:.2g}" + (
-            f" ({m2['chi2_dof']:.3g})" if m2.get("chi2_dof") is not None else ""))
-        print(table_row(p) + extra)
+    data = combine_seeds(args.combine, out=args.out, pick=args.pick)
+    if args.pick == "lowest":
+        print(f"qrg scan: {len(args.combine)} scans, seeds {data['seeds']}: at every point the run of the lowest "
+              "energy", file=sys.stderr)
+        print(table_header() + "  seed  gap/σ")
+        for p in data["points"]:
+            gap = "" if p["selection_gap"] is None else f"{p['selection_gap']:.3g}"
+            print(table_row(p) + f"  {p['selected_seed']}  {gap}")
+    else:
+        print(f"qrg scan: {len(args.combine)} scans, seeds {data['seeds']}: mean over the seeds, error bars with "
+              "their spread", file=sys.stderr)
+        print(table_header() + "  spread ⟨M²⟩ (χ²/dof)")
+        for p in data["points"]:
+            m2 = p.get("M2") or {}
+            extra = "" if m2.get("spread") is None else (f"  {m2['spread']:.2g}" + (
+                f" ({m2['chi2_dof']:.3g})" if m2.get("chi2_dof") is not None else ""))
+            print(table_row(p) + extra)
     for note in data["notes"][1:]:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {args.out}/scan.json, scan.csv, scan.png ({len(data['points'])} points)", file=sys.stderr)
