@@ -566,51 +566,21 @@ def combine_seeds(scans, *, out=None, pick: str = "mean") -> dict:
     if pick not in PICK_RULES:
         raise QRGInputError(f"pick must be one of {', '.join(PICK_RULES)} (got {pick!r})")
     data = [read_scan(s) for s in scans]
-    if len(data) < 2:
-        raise QRGInputError(f"combine_seeds needs two scans at least (got {len(data)})")
+    options, seeds = _check_seed_scans(data)
     first = data[0]
-    for key in ("d", "N", "a", "lam", "method", "n_samples"):
-        values = [s.get(key) for s in data]
-        if any(v != values[0] for v in values):
-            raise QRGInputError(f"combine_seeds needs scans with the same {key} (got {values})")
-    if first["method"] == "dmrg":
-        raise QRGInputError("combine_seeds: DMRG is deterministic (no seeds to combine)")
-    strip = [{k: v for k, v in (s.get("options") or {}).items() if k != "seed"} for s in data]
-    if any(o != strip[0] for o in strip):
-        raise QRGInputError(f"combine_seeds needs scans with the same options apart from the seed (got {strip})")
-    seeds = [(s.get("options") or {}).get("seed", 0) for s in data]
-    if len(set(seeds)) != len(seeds):
-        raise QRGInputError(f"combine_seeds needs a different seed in every scan (got seeds {seeds}): runs with "
-                            "the same seed are not independent")
     by_label = [{p["label"]: p for p in s["points"]} for s in data]
     common = [lab for lab in by_label[0] if all(lab in b for b in by_label[1:])]
     left_out = sorted({lab for b in by_label for lab in b} - set(common))
     points, undecided = [], []
     for label in sorted(common, key=lambda lab: by_label[0][lab]["m2"]):
         runs = [b[label] for b in by_label]
-        if pick == "lowest":
-            rec = _lowest_energy_run(runs, seeds)
-            points.append(rec)
-            if rec["selection_gap"] is not None and rec["selection_gap"] < 2:
-                undecided.append(label)
+        if pick == "mean":
+            points.append(_mean_point(label, runs, seeds, first))
             continue
-        rec = {"label": label, "m2": runs[0]["m2"], "lam": first["lam"], "method": first["method"]}
-        energy = _combine_field(runs, lambda p: (p.get("energy"), p.get("energy_err")))
-        n_sites = first["N"] ** first["d"]
-        rec.update(energy=None if energy is None else energy["mean"], energy_err=None if energy is None else energy["err"])
-        rec["energy_per_site"] = None if energy is None else energy["mean"] / n_sites
-        rec["energy_per_site_err"] = None if energy is None else energy["err"] / n_sites
-        rec["energy_combined"] = energy
-        for name in COMBINED:
-            rec[name] = _combine_field(runs, lambda p, n=name: ((p.get(n) or {}).get("mean"), (p.get(n) or {}).get("err")))
-        variances = [(p.get("variance") or {}).get("mean") for p in runs]
-        rec["variance"] = None if any(v is None for v in variances) else _obs(float(np.mean(variances)), None)
-        statuses = [p.get("status") for p in runs]
-        rec["status"] = "completed" if all(st == "completed" for st in statuses) else \
-            next(st for st in statuses if st != "completed")
-        rec["runs"] = [_run_summary(seed, p) for seed, p in zip(seeds, runs)]
-        rec["wall_time_s"] = float(sum(p.get("wall_time_s") or 0.0 for p in runs))
+        rec = _lowest_energy_run(runs, seeds)
         points.append(rec)
+        if rec["selection_gap"] is not None and rec["selection_gap"] < 2:
+            undecided.append(label)
     notes = ["each observable: mean over the seeds; err = sqrt(max(s^2, mean sampling err^2) / K) "
              "(qrg.scan.combine_values)"] if pick == "mean" else [
         "each point: the run of the lowest energy (variational selection); selected_seed, selection_gap in sigma"]
@@ -620,7 +590,7 @@ def combine_seeds(scans, *, out=None, pick: str = "mean") -> dict:
     if left_out:
         notes.append(f"points not in every scan, left out: {left_out}")
     combined = {"format": FORMAT_VERSION, "d": first["d"], "N": first["N"], "a": first["a"], "lam": first["lam"],
-                "method": first["method"], "options": strip[0], "n_samples": first.get("n_samples"),
+                "method": first["method"], "options": options, "n_samples": first.get("n_samples"),
                 "seeds": seeds, "pick": pick, "sources": [str(s) if not isinstance(s, dict) else None for s in scans],
                 "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": _machine(),
                 "notes": notes, "points": points}
@@ -628,6 +598,48 @@ def combine_seeds(scans, *, out=None, pick: str = "mean") -> dict:
         out = check_writable_dir(pathlib.Path(out), "out")
         _write(out, combined)
     return combined
+
+
+def _check_seed_scans(data) -> tuple[dict, list]:
+    """(the common options without ``seed``, the seeds) of scans that :func:`combine_seeds` may combine;
+    QRGInputError naming what differs otherwise."""
+    if len(data) < 2:
+        raise QRGInputError(f"combine_seeds needs two scans at least (got {len(data)})")
+    for key in ("d", "N", "a", "lam", "method", "n_samples"):
+        values = [s.get(key) for s in data]
+        if any(v != values[0] for v in values):
+            raise QRGInputError(f"combine_seeds needs scans with the same {key} (got {values})")
+    if data[0]["method"] == "dmrg":
+        raise QRGInputError("combine_seeds: DMRG is deterministic (no seeds to combine)")
+    strip = [{k: v for k, v in (s.get("options") or {}).items() if k != "seed"} for s in data]
+    if any(o != strip[0] for o in strip):
+        raise QRGInputError(f"combine_seeds needs scans with the same options apart from the seed (got {strip})")
+    seeds = [(s.get("options") or {}).get("seed", 0) for s in data]
+    if len(set(seeds)) != len(seeds):
+        raise QRGInputError(f"combine_seeds needs a different seed in every scan (got seeds {seeds}): runs with "
+                            "the same seed are not independent")
+    return strip[0], seeds
+
+
+def _mean_point(label, runs, seeds, first) -> dict:
+    """The point ``label`` as the mean over ``runs`` (one per seed) of the energy and each observable."""
+    rec = {"label": label, "m2": runs[0]["m2"], "lam": first["lam"], "method": first["method"]}
+    energy = _combine_field(runs, lambda p: (p.get("energy"), p.get("energy_err")))
+    n_sites = first["N"] ** first["d"]
+    rec.update(energy=None if energy is None else energy["mean"], energy_err=None if energy is None else energy["err"])
+    rec["energy_per_site"] = None if energy is None else energy["mean"] / n_sites
+    rec["energy_per_site_err"] = None if energy is None else energy["err"] / n_sites
+    rec["energy_combined"] = energy
+    for name in COMBINED:
+        rec[name] = _combine_field(runs, lambda p, n=name: ((p.get(n) or {}).get("mean"), (p.get(n) or {}).get("err")))
+    variances = [(p.get("variance") or {}).get("mean") for p in runs]
+    rec["variance"] = None if any(v is None for v in variances) else _obs(float(np.mean(variances)), None)
+    statuses = [p.get("status") for p in runs]
+    rec["status"] = "completed" if all(st == "completed" for st in statuses) else \
+        next(st for st in statuses if st != "completed")
+    rec["runs"] = [_run_summary(seed, p) for seed, p in zip(seeds, runs)]
+    rec["wall_time_s"] = float(sum(p.get("wall_time_s") or 0.0 for p in runs))
+    return rec
 
 
 def _run_summary(seed, p) -> dict:

@@ -301,6 +301,17 @@ def _seed_scan(seed, m2s, m2_values, u4, options=None, status="completed"):
             "points": points}
 
 
+def _write_scans(tmp_path, scans) -> list:
+    """Each scan's data as DIR/scan.json in tmp_path/s0, s1, ...; returns the directories."""
+    dirs = []
+    for i, scan_data in enumerate(scans):
+        d = tmp_path / f"s{i}"
+        d.mkdir()
+        (d / "scan.json").write_text(json.dumps(scan_data))
+        dirs.append(str(d))
+    return dirs
+
+
 def test_combine_seeds_means_over_seeds_with_the_spread_in_the_error(tmp_path, capsys):
     a = _seed_scan(0, [-0.7, -0.6], [0.55, 0.2], [0.51, 0.25])
     b = _seed_scan(1, [-0.7, -0.6, -0.5], [0.54, 0.2, 0.1], [0.50, 0.25, 0.1])
@@ -325,12 +336,7 @@ def test_combine_seeds_means_over_seeds_with_the_spread_in_the_error(tmp_path, c
         with pytest.raises(QRGInputError, match=match):
             combine_seeds(bad)
     # the CLI writes the combined scan
-    dirs = []
-    for seed, scan_data in ((0, a), (1, b)):
-        d = tmp_path / f"s{seed}"
-        d.mkdir()
-        (d / "scan.json").write_text(json.dumps(scan_data))
-        dirs.append(str(d))
+    dirs = _write_scans(tmp_path, [a, b])
     assert main(["scan", "--combine", *dirs, "--out", str(tmp_path / "both")]) == 0
     printed = capsys.readouterr().out
     assert "spread" in printed and "0.0071 (12.5)" in printed
@@ -356,12 +362,7 @@ def test_combine_seeds_pick_lowest_keeps_the_variationally_best_run(tmp_path, ca
     assert binder_crossing(c, combine_seeds([a | {"N": 32}, b | {"N": 32}], pick="lowest")) is not None
     with pytest.raises(QRGInputError, match="pick"):
         combine_seeds([a, b], pick="median")
-    dirs = []
-    for seed, scan_data in ((0, a), (1, b)):
-        d = tmp_path / f"s{seed}"
-        d.mkdir()
-        (d / "scan.json").write_text(json.dumps(scan_data))
-        dirs.append(str(d))
+    dirs = _write_scans(tmp_path, [a, b])
     assert main(["scan", "--combine", *dirs, "--pick", "lowest", "--out", str(tmp_path / "best")]) == 0
     assert "gap/σ" in capsys.readouterr().out
     written = json.loads((tmp_path / "best" / "scan.json").read_text())
