@@ -706,7 +706,7 @@ def binder_crossing(scan_a, scan_b) -> dict:
     m² is reported under ``m2`` and all of them under ``crossings``.
 
     ``scan_a``, ``scan_b``: scan data (dicts) or paths (``scan.json`` or its directory). Returns
-    ``{"m2", "err", "bracket", "U4", "N": [N_a, N_b], "lam", "method", "crossings", "reason"}``;
+    ``{"m2", "err", "bracket", "U4", "N": [N_a, N_b], "lam", "method", "d", "a", "crossings", "reason"}``;
     ``m2`` None and ``reason`` a sentence when the curves do not cross in the common range.
     """
     a, b = read_scan(scan_a), read_scan(scan_b)
@@ -716,7 +716,7 @@ def binder_crossing(scan_a, scan_b) -> dict:
     if a.get("N") == b.get("N"):
         raise QRGInputError(f"binder_crossing needs scans of different N (both have N = {a.get('N')})")
     out = {"m2": None, "err": None, "bracket": None, "U4": None, "N": [a["N"], b["N"]], "lam": a["lam"],
-           "method": a["method"], "d": a.get("d"), "crossings": [], "reason": None}
+           "method": a["method"], "d": a.get("d"), "a": a.get("a", 1.0), "crossings": [], "reason": None}
     xa, ua, ea = _u4_curve(a)
     xb, ub, eb = _u4_curve(b)
     if len(xa) < 2 or len(xb) < 2:

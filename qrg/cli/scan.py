@@ -4,12 +4,15 @@
     qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4 --method dmrg --out runs/dmrg8
     qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4,-0.2 --out runs/scan8 --resume   # adds m² = -0.2
     qrg scan --crossing runs/scan8 runs/scan16 [--plot crossing.png]
+    qrg scan --crossing runs/dmrg16-l1 runs/dmrg32-l1 runs/dmrg16-l6 runs/dmrg32-l6 --continuum
     qrg scan --combine runs/scan16-s0 runs/scan16-s1 --out runs/scan16   # one scan from several seeds
 
 Prints one table row per point as it finishes (m², E/site, ⟨M²⟩, U4, ⟨|M|⟩, the weight of the
 M > 0 peak, Var(E_loc)) and writes DIR/scan.json, scan.csv, scan.png (docs/scan.md). Negative m²
 lists must be attached to the flag: ``--m2=-1,-0.5``. ``--crossing DIR1 DIR2 ...`` prints the m² where
-the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``).
+the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``); with
+``--continuum`` also the dimensionless critical coupling f = λ'/μ² of each crossing (normal-ordered
+mass, λ'φ⁴/4 convention) and its extrapolation to λa² → 0 (``qrg.continuum``, continuum.png).
 ``--combine DIR1 DIR2 ... --out DIR`` writes one scan from scans of the same line made with different
 ``--seed``: per point the mean over the seeds, with an error bar that holds the spread between them
 (``qrg.scan.combine_seeds``); with ``--pick lowest`` per point the run of the lowest energy instead
@@ -79,6 +82,11 @@ def add_parser(sub) -> None:
     p.add_argument("--crossing", nargs="+", default=None, metavar="DIR",
                    help="print the Binder crossings of these scans (different N) and plot U4; no scan is run")
     p.add_argument("--plot", default=None, help="with --crossing: the plot file (default DIR1/crossing.png)")
+    p.add_argument("--continuum", action="store_true",
+                   help="with --crossing (chains): the critical coupling f = lam'/mu^2 of every crossing and its "
+                        "extrapolation to lam*a^2 -> 0, plotted into DIR1/continuum.png (docs/scan.md)")
+    p.add_argument("--order", type=int, default=None,
+                   help="with --continuum: the polynomial order in lam*a^2 of the extrapolation (default 1)")
     p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
                    help="write one scan into --out from these scans of the same line with different --seed "
                         "(mean over the seeds, error bar with their spread); no scan is run")
@@ -123,6 +131,8 @@ def run(args) -> int:
             raise QRGInputError(f"--{flag} is required (or --crossing DIR1 DIR2 ...)")
     if args.plot is not None:
         raise QRGInputError("--plot goes with --crossing")
+    if args.continuum or args.order is not None:
+        raise QRGInputError("--continuum and --order go with --crossing")
     m2_values = parse_list("--m2", args.m2, float, "numbers")
     options = _options(args)
     print(f"qrg scan: {args.method}, d={args.d} N={args.N} a={args.a:g} lam={args.lam:g}, "
@@ -202,6 +212,34 @@ def _crossing(args) -> int:
             more = f" ({len(c['crossings'])} sign changes; the lowest m² shown)" if len(c["crossings"]) > 1 else ""
             print(f"{where}: U4 curves cross at m² = {c['m2']:.6g}{err} (U4 = {c['U4']:.4g}, between m² = "
                   f"{c['bracket'][0]:g} and {c['bracket'][1]:g}){more}")
+    if args.order is not None and not args.continuum:
+        raise QRGInputError("--order goes with --continuum")
     plot_scans(scans, path, found)
     print(f"wrote {path}", file=sys.stderr)
+    if args.continuum:
+        _continuum(found, 1 if args.order is None else args.order, path.parent / "continuum.png")
     return 0
+
+
+def _continuum(found, order, path) -> None:
+    from ..continuum import PUBLISHED, continuum_from_crossings, plot_continuum
+
+    results = continuum_from_crossings(found, order)
+    if not results:
+        raise QRGInputError("--continuum: no Binder crossing was found to convert")
+    for r in results:
+        print(f"{r['method']}, N = {r['N'][0]} and {r['N'][1]}: f = lam'/mu^2 at the crossing "
+              f"(lam' phi^4/4 convention; lam/mu^2 = 6 f in lam/4!)")
+        for q in r["points"]:
+            err = "" if q["f_err"] is None else f" ± {q['f_err']:.3g}"
+            print(f"  lam*a^2 = {q['x']:g}: m2_c = {q['m2c']:.6g}, mu^2 = {q['mu2']:.6g}, f = {q['f']:.5g}{err}")
+        fit = r["fit"]
+        if fit is None:
+            print(f"  no extrapolation: {r['reason']}")
+        else:
+            err = "" if fit["fc_err"] is None else f" ± {fit['fc_err']:.3g}"
+            chi2 = "" if fit["chi2_dof"] is None else f", chi2/dof = {fit['chi2_dof']:.3g}"
+            print(f"  order-{order} extrapolation to lam*a^2 -> 0: f_c = {fit['fc']:.5g}{err} "
+                  f"({fit['dof']} degrees of freedom{chi2}); published {PUBLISHED[0][0]} ({PUBLISHED[0][2]})")
+    plot_continuum(results, path)
+    print(f"wrote {path}", file=sys.stderr)

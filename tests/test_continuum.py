@@ -1,0 +1,116 @@
+"""The continuum critical coupling: the lattice tadpole, the normal-ordered mass, f = λ'/μ² and its extrapolation."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.integrate import quad
+
+from qrg import Phi4
+from qrg._validation import QRGInputError
+from qrg.cli import main
+from qrg.continuum import (continuum_from_crossings, critical_ratio, extrapolate, normal_ordered_mass2, tadpole,
+                           tadpole_derivative)
+from qrg.hartree import hartree_mass2
+
+
+@pytest.mark.parametrize("mu2, a", [(0.04, 1.0), (0.5, 0.3), (3.0, 2.0), (1e-4, 1.0)])
+def test_tadpole_is_the_free_lattice_phi2_integral(mu2, a):
+    direct = quad(lambda k: 1.0 / (2.0 * math.sqrt(mu2 + 4.0 / a**2 * math.sin(k * a / 2) ** 2)),
+                  -math.pi / a, math.pi / a, limit=500, points=[0.0])[0] / (2 * math.pi)
+    assert tadpole(mu2, a) == pytest.approx(direct, rel=1e-10)
+    h = 1e-5 * mu2
+    fd = (tadpole(mu2 + h, a) - tadpole(mu2 - h, a)) / (2 * h)
+    assert tadpole_derivative(mu2, a) == pytest.approx(fd, rel=1e-6)
+    assert tadpole_derivative(mu2, a) < 0
+
+
+def test_normal_ordered_mass_is_the_hartree_gap_equation_in_infinite_volume():
+    # the same equation as qrg.hartree's, whose lattice sum converges exponentially to the integral
+    # when the mass is not small: N = 512 sites at μ² ≈ 1 agree to rounding
+    for m2, lam, a in ((0.5, 2.4, 1.0), (-0.2, 6.0, 1.0), (0.8, 3.0, 0.7)):
+        mu2 = normal_ordered_mass2(m2, lam, a)
+        assert mu2 == pytest.approx(m2 + 0.5 * lam * tadpole(mu2, a), rel=1e-13)
+        assert mu2 == pytest.approx(hartree_mass2(Phi4.from_params(d=1, N=512, a=a, m2=m2, lam=lam)), rel=1e-10)
+    # the double well has a positive normal-ordered mass (A diverges as μ² -> 0)
+    assert normal_ordered_mass2(-0.66, 2.4) > 0
+    assert normal_ordered_mass2(0.3, 0.0) == 0.3
+    with pytest.raises(QRGInputError, match="m2 > 0"):
+        normal_ordered_mass2(-1.0, 0.0)
+    with pytest.raises(QRGInputError, match="lam must be >= 0"):
+        normal_ordered_mass2(1.0, -1.0)
+    with pytest.raises(QRGInputError, match="lattice spacing"):
+        normal_ordered_mass2(1.0, 1.0, a=0.0)
+
+
+def test_critical_ratio_conventions_and_error():
+    r = critical_ratio(-0.66, 2.4, err=0.002)
+    assert r["f"] == pytest.approx(2.4 / (6 * r["mu2"]), rel=1e-14)
+    assert r["f_lambda4!"] == pytest.approx(6 * r["f"], rel=1e-14) and r["x"] == 2.4
+    # the error by finite differences of the whole map m²_c -> f
+    h = 1e-6
+    slope = (critical_ratio(-0.66 + h, 2.4)["f"] - critical_ratio(-0.66 - h, 2.4)["f"]) / (2 * h)
+    assert r["f_err"] == pytest.approx(abs(slope) * 0.002, rel=1e-5)
+    assert critical_ratio(-0.66, 2.4)["f_err"] is None
+    # only λa² matters: (m², λ, a) and (m² a², λ a², 1) are the same lattice theory
+    s = critical_ratio(-0.66 * 4, 2.4 * 4, a=0.5)
+    assert s["f"] == pytest.approx(r["f"], rel=1e-12) and s["x"] == pytest.approx(2.4)
+    with pytest.raises(QRGInputError, match="lam must be > 0"):
+        critical_ratio(-0.66, 0.0)
+
+
+def test_extrapolation_recovers_a_known_line():
+    pts = [{"x": x, "f": 11.1 - 0.4 * x, "f_err": None} for x in (1.0, 2.4, 6.0)]
+    fit = extrapolate(pts)
+    assert fit["fc"] == pytest.approx(11.1, rel=1e-12) and fit["fc_err"] == pytest.approx(0.0, abs=1e-9)
+    assert fit["dof"] == 1 and not fit["weighted"]
+    # two points, no freedom left: no error without point errors
+    assert extrapolate(pts[:2])["fc_err"] is None
+    # weighted, two points: f_c = (x2 f1 − x1 f2)/(x2 − x1), its error by propagation
+    w = [{"x": 1.0, "f": 10.7, "f_err": 0.1}, {"x": 3.0, "f": 10.3, "f_err": 0.2}]
+    fit = extrapolate(w)
+    assert fit["fc"] == pytest.approx(10.9) and fit["weighted"]
+    assert fit["fc_err"] == pytest.approx(math.hypot(1.5 * 0.1, 0.5 * 0.2), rel=1e-10)
+    # a quadratic through three points is exact
+    q = [{"x": x, "f": 11.0 + 0.3 * x - 0.1 * x * x, "f_err": None} for x in (1.0, 2.0, 4.0)]
+    assert extrapolate(q, order=2)["fc"] == pytest.approx(11.0, rel=1e-10)
+    with pytest.raises(QRGInputError, match="order-2 fit needs 3 points"):
+        extrapolate(pts[:2], order=2)
+
+
+def _dmrg_like(N, lam, x, u):
+    return {"d": 1, "N": N, "a": 1.0, "lam": lam, "method": "dmrg",
+            "points": [{"label": f"m2_{xi:g}", "m2": float(xi), "U4": {"mean": float(ui), "err": 0.0}}
+                       for xi, ui in zip(x, u)]}
+
+
+def test_cli_continuum_from_crossings(tmp_path, capsys):
+    # curves of N = 16, 32 crossing at m²_c(λ): -0.31 (λ = 1), -0.66 (2.4), -1.45 (6)
+    dirs, expected = [], []
+    for lam, mc in ((1.0, -0.31), (2.4, -0.66), (6.0, -1.45)):
+        x = mc + np.array([-0.05, 0.0, 0.05])
+        for N, slope in ((16, -2.0), (32, -4.0)):
+            d = tmp_path / f"N{N}_l{lam:g}"
+            d.mkdir()
+            (d / "scan.json").write_text(json.dumps(_dmrg_like(N, lam, x, 0.4 + slope * (x - mc))))
+            dirs.append(str(d))
+        expected.append(critical_ratio(mc, lam))
+    assert main(["scan", "--crossing", *dirs, "--continuum"]) == 0
+    printed = capsys.readouterr().out
+    for r in expected:
+        assert f"f = {r['f']:.5g}" in printed
+    fit = extrapolate(expected)
+    assert f"f_c = {fit['fc']:.5g} ± {fit['fc_err']:.3g}" in printed
+    assert (tmp_path / "N16_l1" / "continuum.png").is_file()
+    # the same through the library
+    (res,) = continuum_from_crossings(__import__("qrg.scan", fromlist=["crossings"]).crossings(dirs))
+    assert res["N"] == [16, 32] and res["fit"]["fc"] == pytest.approx(fit["fc"], rel=1e-12)
+    # --order without --continuum, --continuum without --crossing
+    assert main(["scan", "--crossing", *dirs, "--order", "2"]) == 2
+    assert "--order goes with --continuum" in capsys.readouterr().err
+    assert main(["scan", "--N", "4", "--lam", "1", "--m2", "1", "--continuum", "--out", str(tmp_path / "x")]) == 2
+    assert "go with --crossing" in capsys.readouterr().err
+    # one λ only: the ratios are printed, the extrapolation is refused with the reason
+    assert main(["scan", "--crossing", *dirs[:2], "--continuum"]) == 0
+    assert "no extrapolation: an order-1 extrapolation needs crossings at 2 values" in capsys.readouterr().out
