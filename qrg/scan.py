@@ -397,7 +397,9 @@ def scan(d: int, N: int, lam: float, m2_values, *, method: str = "qrg", a: float
             "machine": _machine(), "points": []}
     labels = [point_label(v) for v in s["m2_values"]]
     extra = [p for p in old_points if p["label"] not in labels]  # kept, listed after this session's points
-    records: dict[str, dict] = {}
+    # the finished points of the list are in the file from the start: a scan killed during its first new
+    # point keeps them
+    records: dict[str, dict] = {lab: finished[lab] for lab in labels if lab in finished}
 
     def points():
         return [records[lab] for lab in labels if lab in records] + extra

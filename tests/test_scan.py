@@ -111,6 +111,28 @@ def test_resume_continues_a_point_from_its_checkpoint(resumed, tmp_path):
     assert p["energy"] == done["energy"] and p["U4"] == done["U4"]
 
 
+def test_resume_killed_during_a_new_point_keeps_the_finished_ones(first, tmp_path, monkeypatch):
+    """scan.json is rewritten before the first new point is computed: it must hold the finished points of
+    the list then, so that a resumed scan killed during a new point loses none of them."""
+    import shutil
+
+    import qrg.scan as scan_module
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan_module, "_compute_point", killed)
+    for order in ([1.0, 0.25], [0.25, 1.0]):
+        out = tmp_path / f"copy{order[0]}"
+        shutil.copytree(first["out"], out)
+        before = {p["label"]: p for p in json.loads((out / "scan.json").read_text())["points"]}
+        assert "m2_1" in before and "m2_0.25" not in before
+        with pytest.raises(KeyboardInterrupt):
+            scan(1, 4, 6.0, order, out=out, options=TINY, n_samples=SAMPLES, resume=True)
+        after = {p["label"]: p for p in json.loads((out / "scan.json").read_text())["points"]}
+        assert after == before
+
+
 def test_solve_starts_from_init_params(first, resumed):
     """init_params is what the optimisation starts from: with every step rejected (NaN injected) the trained
     parameters are exactly the given ones, not the Hartree start."""
