@@ -72,12 +72,17 @@ def main(argv=None):
     p.add_argument("--moments-key", type=int, default=3, help="PRNG key of the samples of <M^2>, U4, <M>")
     p.add_argument("--out", default="benchmarks/z2/points.json")
     args = p.parse_args(argv)
-    dmrg = {pt["m2"]: pt for pt in json.loads(pathlib.Path(args.dmrg).read_text())["points"]}
+    dmrg_scan = json.loads(pathlib.Path(args.dmrg).read_text())
+    dmrg = {pt["m2"]: pt for pt in dmrg_scan["points"]}
     out = pathlib.Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {"points": []}
     data["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "jax": jax.__version__}
     for run in args.runs:
+        theory = load_run(run).theory
+        if (theory.lam, theory.lattice.N, theory.lattice.d) != (dmrg_scan["lam"], dmrg_scan["N"], dmrg_scan["d"]):
+            raise SystemExit(f"{run} has lam = {theory.lam}, N = {theory.lattice.N}, d = {theory.lattice.d}; the DMRG "
+                             f"scan {args.dmrg} has lam = {dmrg_scan['lam']}, N = {dmrg_scan['N']}, d = {dmrg_scan['d']}")
         rec = evaluate_run(run, dmrg, args.energy_samples, args.samples, args.key, args.moments_key)
         data["points"] = [r for r in data["points"] if (r["run"], r.get("energy_key", 777), r.get("moments_key", 3))
                           != (run, args.key, args.moments_key)] + [rec]

@@ -214,10 +214,11 @@ def plot_continuum(results, path) -> None:
             err = "" if fit["fc_err"] is None else f" ± {fit['fc_err']:.2g}"
             ax.plot(xs, ys, ls="--", lw=1, color=line[0].get_color(),
                     label=f"order-{fit['order']} fit: f_c = {fit['fc']:.4g}{err}")
-    for value, err, source in PUBLISHED[:2]:
+    for k, (value, err, source) in enumerate(PUBLISHED[:2]):
         ax.axhspan(value - err, value + err, color="grey", alpha=0.3, lw=0)
         ax.axhline(value, color="grey", lw=0.8, ls=":")
-        ax.annotate(f"{value:g} ({source})", (xmax * 1.04, value), fontsize=6, ha="right", va="bottom")
+        ax.annotate(f"{value:g} ({source})", (xmax * 1.04, value), fontsize=6, ha="right",
+                    va="bottom" if k == 0 else "top")
     ax.set_xlim(0.0, xmax * 1.05)
     ax.set_xlabel("λa² (λφ⁴/4! convention)")
     ax.set_ylabel("f = λ'/μ² at the critical point (λ'φ⁴/4 convention)")

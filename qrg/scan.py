@@ -855,14 +855,18 @@ def plot_scans(scans, path, crossing_list=None) -> list[dict]:
     for c in crossing_list:
         if c["m2"] is None:
             continue
-        label = f"crossing N={c['N'][0]},{c['N'][1]} ({c['method']}): m²={c['m2']:.4g}"
+        label = f"crossing N={c['N'][0]},{c['N'][1]} ({c['method']}, λ={c['lam']:g}): m²={c['m2']:.4g}"
         if c["err"]:
             label += f" ± {c['err']:.2g}"
             ax.axvspan(c["m2"] - c["err"], c["m2"] + c["err"], color="grey", alpha=0.2, lw=0)
         ax.axvline(c["m2"], color="grey", ls="--", lw=1, label=label)
     ax.set_xlabel("m²")
     ax.set_ylabel("U4 = 1 − ⟨M⁴⟩/(3⟨M²⟩²)")
-    ax.legend(fontsize=7)
+    if len(ax.get_legend_handles_labels()[0]) > 6:  # many curves: the legend beside the axes, not over the data
+        fig.set_size_inches(10.5, 4.8)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
