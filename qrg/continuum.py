@@ -25,7 +25,9 @@ the published values (Monte Carlo 11.1097(22), Dürr and Kiel 2025; MPS 11.064(2
 2013; 10.8(1), Schaich and Loinaz 2009; 11.15(6), Bosetti et al.; TRG 10.913(56)), and λ/μ² = 6f in
 this package's λ/4! convention. :func:`critical_ratio` converts one lattice critical point,
 :func:`extrapolate` fits f against λa² and reads off f_c = f(0), and :func:`continuum_from_crossings`
-does both for the Binder crossings of :func:`qrg.scan.crossings` (``qrg scan --crossing ... --continuum``).
+does both for the Binder crossings of :func:`qrg.scan.crossings` (``qrg scan --crossing ... --continuum``),
+and :func:`size_extrapolated_crossings` turns crossings of several size pairs into an infinite-size
+estimate for an assumed finite-size exponent (``--size-exponent p``).
 
 Lattice critical points from finite lattices (a Binder crossing of N and 2N) carry a finite-size
 shift that does *not* vanish as λa² → 0 at fixed N, because the correlation length in lattice units
@@ -161,11 +163,45 @@ def extrapolate(points, order: int = 1) -> dict:
             "f_err": [None if e is None else float(e) for e in errs]}
 
 
+def size_extrapolated_crossings(crossing_list, p: float) -> list[dict]:
+    """The infinite-size critical point at each (method, d, a, λ) from Binder crossings of several size pairs.
+
+    A crossing of sizes (N, N') is taken as m²*(N) = m²_c + c N^−p (N the smaller size; p = 1/ν + ω, 3 for
+    the 2D Ising class with ω = 2), fitted by least squares in (1, N^−p) over the crossings of a group
+    (exact with two; weighted by the crossings' errors when all have them). p is an input, not measured:
+    the result depends on it, and comparing p = 2 and 3 shows by how much. Groups with fewer than two
+    crossings are skipped. Returns crossing-like dicts ``{"m2", "err", "lam", "method", "d", "a", "N":
+    [the smaller sizes], "p", "sizes": "N → ∞ (p = …)"}`` for :func:`continuum_from_crossings`."""
+    p = check_real("p (finite-size exponent)", p, positive=True)
+    groups: dict = {}
+    for c in crossing_list:
+        if c.get("m2") is not None:
+            groups.setdefault((c["method"], c.get("d"), c.get("a", 1.0), c["lam"]), []).append(c)
+    out = []
+    for (method, d, a, lam), cs in groups.items():
+        cs = sorted(cs, key=lambda c: min(c["N"]))
+        sizes = [float(min(c["N"])) for c in cs]
+        if len(set(sizes)) < 2:
+            continue
+        errs = [c.get("err") for c in cs]
+        weighted = all(e is not None and e > 0 for e in errs)
+        w = 1.0 / np.array(errs, dtype=float) if weighted else np.ones(len(cs))
+        V = np.stack([np.ones(len(cs)), np.array(sizes) ** -p], axis=1)
+        y = np.array([c["m2"] for c in cs], dtype=float)
+        coef, *_ = np.linalg.lstsq(V * w[:, None], y * w, rcond=None)
+        err = float(math.sqrt(np.linalg.inv((V * w[:, None]).T @ (V * w[:, None]))[0, 0])) if weighted else None
+        out.append({"m2": float(coef[0]), "err": err, "lam": lam, "method": method, "d": d, "a": a,
+                    "N": [int(n) for n in sizes], "p": p, "sizes": f"N → ∞ (p = {p:g}; from N = "
+                    + ", ".join(str(n) for n in sorted({int(n) for c in cs for n in c["N"]})) + ")"})
+    return out
+
+
 def continuum_from_crossings(crossing_list, order: int = 1) -> list[dict]:
-    """:func:`critical_ratio` of every Binder crossing (:func:`qrg.scan.crossings`) and, per method and
-    pair of lattice sizes with crossings at order + 1 distinct λa² or more, the extrapolation
-    (:func:`extrapolate`). Crossings without an m² (the curves did not cross) are skipped. Returns one
-    dict per (method, N pair): ``{"method", "N", "d", "points": [critical ratios], "fit": extrapolation
+    """:func:`critical_ratio` of every Binder crossing (:func:`qrg.scan.crossings`, or the infinite-size
+    estimates of :func:`size_extrapolated_crossings`) and, per method and pair of lattice sizes with
+    crossings at order + 1 distinct λa² or more, the extrapolation (:func:`extrapolate`). Crossings
+    without an m² (the curves did not cross) are skipped. Returns one dict per (method, sizes):
+    ``{"method", "sizes" (e.g. "N = 16, 32"), "N", "d", "points": [critical ratios], "fit": extrapolation
     or None, "reason"}``."""
     groups: dict = {}
     for c in crossing_list:
@@ -173,14 +209,14 @@ def continuum_from_crossings(crossing_list, order: int = 1) -> list[dict]:
             continue
         if (c.get("d") or 1) != 1:
             raise QRGInputError(f"the continuum coupling is defined here for chains (d = 1), got d = {c.get('d')}")
-        key = (c["method"], tuple(c["N"]))
+        sizes = c.get("sizes") or f"N = {c['N'][0]}, {c['N'][1]}"
         r = critical_ratio(c["m2"], c["lam"], a=c.get("a", 1.0), err=c.get("err"))
-        groups.setdefault(key, []).append(r)
+        groups.setdefault((c["method"], sizes), {"N": list(c["N"]), "points": []})["points"].append(r)
     out = []
-    for (method, N), pts in groups.items():
-        pts = sorted(pts, key=lambda p: p["x"])
+    for (method, sizes), g in groups.items():
+        pts = sorted(g["points"], key=lambda p: p["x"])
         n_x = len({p["x"] for p in pts})
-        entry = {"method": method, "N": list(N), "d": 1, "points": pts, "fit": None, "reason": None}
+        entry = {"method": method, "sizes": sizes, "N": g["N"], "d": 1, "points": pts, "fit": None, "reason": None}
         if n_x >= order + 1:
             entry["fit"] = extrapolate(pts, order)
         else:
@@ -205,7 +241,7 @@ def plot_continuum(results, path) -> None:
         x = np.array([p["x"] for p in r["points"]])
         f = np.array([p["f"] for p in r["points"]])
         e = np.array([0.0 if p["f_err"] is None else p["f_err"] for p in r["points"]])
-        label = f"{r['method']}, Binder crossing N = {r['N'][0]}, {r['N'][1]}"
+        label = f"{r['method']}, Binder crossing {r['sizes']}"
         line = ax.errorbar(x, f, yerr=e, marker="os^v"[k % 4], ms=4, lw=0, elinewidth=1, capsize=2, label=label)
         fit = r.get("fit")
         if fit:

@@ -108,9 +108,34 @@ def test_cli_continuum_from_crossings(tmp_path, capsys):
     assert res["N"] == [16, 32] and res["fit"]["fc"] == pytest.approx(fit["fc"], rel=1e-12)
     # --order without --continuum, --continuum without --crossing
     assert main(["scan", "--crossing", *dirs, "--order", "2"]) == 2
-    assert "--order goes with --continuum" in capsys.readouterr().err
+    assert "--order and --size-exponent go with --continuum" in capsys.readouterr().err
     assert main(["scan", "--N", "4", "--lam", "1", "--m2", "1", "--continuum", "--out", str(tmp_path / "x")]) == 2
     assert "go with --crossing" in capsys.readouterr().err
     # one λ only: the ratios are printed, the extrapolation is refused with the reason
     assert main(["scan", "--crossing", *dirs[:2], "--continuum"]) == 0
     assert "no extrapolation: an order-1 extrapolation needs crossings at 2 values" in capsys.readouterr().out
+
+
+def test_size_extrapolation_of_crossings(tmp_path, capsys):
+    from qrg.continuum import size_extrapolated_crossings
+
+    # crossings m*(N) = m_c + c N^-3 of the pairs (8, 16), (16, 32) at two λ: the N -> oo value is m_c exactly
+    truth = {1.0: (-0.31, 2.0), 6.0: (-1.46, 5.0)}
+    cs = [{"m2": mc + c * n ** -3.0, "err": None, "lam": lam, "method": "dmrg", "d": 1, "a": 1.0, "N": [n, 2 * n]}
+          for lam, (mc, c) in truth.items() for n in (8, 16)]
+    out = size_extrapolated_crossings(cs, 3)
+    assert len(out) == 2
+    for r in out:
+        assert r["m2"] == pytest.approx(truth[r["lam"]][0], abs=1e-12) and r["N"] == [8, 16] and r["err"] is None
+    # three pairs, least squares, exact data: still exact; with errors, weighted with an error
+    cs3 = [dict(c, err=1e-3) for c in cs] + [{"m2": -0.31 + 2.0 * 32 ** -3.0, "err": 1e-3, "lam": 1.0,
+                                              "method": "dmrg", "d": 1, "a": 1.0, "N": [32, 64]}]
+    r1 = [r for r in size_extrapolated_crossings(cs3, 3) if r["lam"] == 1.0][0]
+    assert r1["m2"] == pytest.approx(-0.31, abs=1e-12) and 0 < r1["err"] < 2e-3 and r1["N"] == [8, 16, 32]
+    # a different exponent gives a different answer (the exponent is an assumption, not measured)
+    assert size_extrapolated_crossings(cs, 2)[0]["m2"] != pytest.approx(-0.31, abs=1e-4)
+    # through continuum_from_crossings: one group per size label
+    res = continuum_from_crossings(cs + out)
+    assert sorted(r["sizes"] for r in res) == ["N = 16, 32", "N = 8, 16", "N → ∞ (p = 3; from N = 8, 16, 32)"]
+    with pytest.raises(QRGInputError, match="finite-size exponent"):
+        size_extrapolated_crossings(cs, 0)

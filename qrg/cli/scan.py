@@ -87,6 +87,9 @@ def add_parser(sub) -> None:
                         "extrapolation to lam*a^2 -> 0, plotted into DIR1/continuum.png (docs/scan.md)")
     p.add_argument("--order", type=int, default=None,
                    help="with --continuum: the polynomial order in lam*a^2 of the extrapolation (default 1)")
+    p.add_argument("--size-exponent", type=float, default=None, metavar="P",
+                   help="with --continuum: also extrapolate each lam's crossings of several size pairs to N -> oo "
+                        "assuming a shift ∝ N^-P (P = 1/nu + omega, 3 for 2D Ising) and convert those")
     p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
                    help="write one scan into --out from these scans of the same line with different --seed "
                         "(mean over the seeds, error bar with their spread); no scan is run")
@@ -131,8 +134,8 @@ def run(args) -> int:
             raise QRGInputError(f"--{flag} is required (or --crossing DIR1 DIR2 ...)")
     if args.plot is not None:
         raise QRGInputError("--plot goes with --crossing")
-    if args.continuum or args.order is not None:
-        raise QRGInputError("--continuum and --order go with --crossing")
+    if args.continuum or args.order is not None or args.size_exponent is not None:
+        raise QRGInputError("--continuum, --order and --size-exponent go with --crossing")
     m2_values = parse_list("--m2", args.m2, float, "numbers")
     options = _options(args)
     print(f"qrg scan: {args.method}, d={args.d} N={args.N} a={args.a:g} lam={args.lam:g}, "
@@ -212,23 +215,26 @@ def _crossing(args) -> int:
             more = f" ({len(c['crossings'])} sign changes; the lowest m² shown)" if len(c["crossings"]) > 1 else ""
             print(f"{where}: U4 curves cross at m² = {c['m2']:.6g}{err} (U4 = {c['U4']:.4g}, between m² = "
                   f"{c['bracket'][0]:g} and {c['bracket'][1]:g}){more}")
-    if args.order is not None and not args.continuum:
-        raise QRGInputError("--order goes with --continuum")
+    if (args.order is not None or args.size_exponent is not None) and not args.continuum:
+        raise QRGInputError("--order and --size-exponent go with --continuum")
     plot_scans(scans, path, found)
     print(f"wrote {path}", file=sys.stderr)
     if args.continuum:
-        _continuum(found, 1 if args.order is None else args.order, path.parent / "continuum.png")
+        _continuum(found, 1 if args.order is None else args.order, path.parent / "continuum.png",
+                   args.size_exponent)
     return 0
 
 
-def _continuum(found, order, path) -> None:
-    from ..continuum import PUBLISHED, continuum_from_crossings, plot_continuum
+def _continuum(found, order, path, size_exponent=None) -> None:
+    from ..continuum import PUBLISHED, continuum_from_crossings, plot_continuum, size_extrapolated_crossings
 
+    if size_exponent is not None:
+        found = list(found) + size_extrapolated_crossings(found, size_exponent)
     results = continuum_from_crossings(found, order)
     if not results:
         raise QRGInputError("--continuum: no Binder crossing was found to convert")
     for r in results:
-        print(f"{r['method']}, N = {r['N'][0]} and {r['N'][1]}: f = lam'/mu^2 at the crossing "
+        print(f"{r['method']}, {r['sizes']}: f = lam'/mu^2 at the crossing "
               f"(lam' phi^4/4 convention; lam/mu^2 = 6 f in lam/4!)")
         for q in r["points"]:
             err = "" if q["f_err"] is None else f" ± {q['f_err']:.3g}"
