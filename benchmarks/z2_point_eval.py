@@ -29,10 +29,13 @@ from qrg.optim.loop import rolled_back
 from qrg.scan import magnetisation_observables
 
 
-def evaluate_run(run: str, dmrg: dict, n_energy: int, n_samples: int, key: int = 777, moments_key: int = 3) -> dict:
+def evaluate_run(run: str, dmrg_scan: dict, n_energy: int, n_samples: int, key: int = 777, moments_key: int = 3) -> dict:
     state = load_run(run)
     theory = state.theory
-    ref = dmrg.get(theory.m2)
+    if (theory.lam, theory.lattice.N, theory.lattice.d) != (dmrg_scan["lam"], dmrg_scan["N"], dmrg_scan["d"]):
+        raise SystemExit(f"{run} has lam = {theory.lam}, N = {theory.lattice.N}, d = {theory.lattice.d}; the DMRG "
+                         f"scan has lam = {dmrg_scan['lam']}, N = {dmrg_scan['N']}, d = {dmrg_scan['d']}")
+    ref = {pt["m2"]: pt for pt in dmrg_scan["points"]}.get(theory.m2)
     if ref is None:
         raise SystemExit(f"{run}: the DMRG scan has no point at m2 = {theory.m2}")
     stats = evaluate(state.flow, state.params, theory, jax.random.PRNGKey(key), n_energy, laplacian="none",
@@ -73,17 +76,12 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/z2/points.json")
     args = p.parse_args(argv)
     dmrg_scan = json.loads(pathlib.Path(args.dmrg).read_text())
-    dmrg = {pt["m2"]: pt for pt in dmrg_scan["points"]}
     out = pathlib.Path(args.out)
     data = json.loads(out.read_text()) if out.exists() else {"points": []}
     data["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "jax": jax.__version__}
     for run in args.runs:
-        theory = load_run(run).theory
-        if (theory.lam, theory.lattice.N, theory.lattice.d) != (dmrg_scan["lam"], dmrg_scan["N"], dmrg_scan["d"]):
-            raise SystemExit(f"{run} has lam = {theory.lam}, N = {theory.lattice.N}, d = {theory.lattice.d}; the DMRG "
-                             f"scan {args.dmrg} has lam = {dmrg_scan['lam']}, N = {dmrg_scan['N']}, d = {dmrg_scan['d']}")
-        rec = evaluate_run(run, dmrg, args.energy_samples, args.samples, args.key, args.moments_key)
+        rec = evaluate_run(run, dmrg_scan, args.energy_samples, args.samples, args.key, args.moments_key)
         data["points"] = [r for r in data["points"] if (r["run"], r.get("energy_key", 777), r.get("moments_key", 3))
                           != (run, args.key, args.moments_key)] + [rec]
         print(json.dumps(rec), flush=True)

@@ -40,10 +40,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
 from scipy.special import ellipe, ellipk
 
 from ._validation import QRGInputError, check_real
+from .hartree import gap_root
 
 #: published continuum critical couplings f_c = λ'/μ² (λ'φ⁴/4 convention): (value, error, source)
 PUBLISHED = (
@@ -90,16 +90,7 @@ def normal_ordered_mass2(m2: float, lam: float, a: float = 1.0) -> float:
             raise QRGInputError(f"with lam = 0 the renormalised mass needs m2 > 0 (got {m2})")
         return m2
 
-    def excess(log_mu2):
-        mu2 = math.exp(log_mu2)
-        return m2 + 0.5 * lam * tadpole(mu2, a) - mu2
-
-    lo = hi = math.log(max(abs(m2), 1.0 / a**2))
-    while excess(lo) <= 0:
-        lo -= math.log(2.0)
-    while excess(hi) >= 0:
-        hi += math.log(2.0)
-    return math.exp(brentq(excess, lo, hi, xtol=1e-15, rtol=4 * np.finfo(float).eps, maxiter=500))
+    return gap_root(m2, lam, lambda mu2: tadpole(mu2, a), start=max(abs(m2), 1.0 / a**2))
 
 
 def critical_ratio(m2c: float, lam: float, *, a: float = 1.0, err: float | None = None) -> dict:
@@ -126,6 +117,17 @@ def critical_ratio(m2c: float, lam: float, *, a: float = 1.0, err: float | None 
     return out
 
 
+def _least_squares(V: np.ndarray, y: np.ndarray, errs) -> tuple:
+    """(coefficients, (VᵀWV)⁻¹, χ², weighted) of y ≈ V c: weighted by 1/err² when every point has an error
+    > 0, else unweighted (then χ² is the residual sum of squares and the covariance lacks the scale)."""
+    weighted = all(e is not None and e > 0 for e in errs)
+    w = 1.0 / np.array(errs, dtype=float) if weighted else np.ones(len(y))
+    Vw = V * w[:, None]
+    coef, *_ = np.linalg.lstsq(Vw, y * w, rcond=None)
+    chi2 = float(np.sum(((y - V @ coef) * w) ** 2))
+    return coef, np.linalg.inv(Vw.T @ Vw), chi2, weighted
+
+
 def extrapolate(points, order: int = 1) -> dict:
     """Fit f = f_c + c_1 x + … + c_order x^order (x = λa²) to critical ratios and return f_c = f(0).
 
@@ -144,14 +146,8 @@ def extrapolate(points, order: int = 1) -> dict:
     if len(np.unique(x)) < order + 1:
         raise QRGInputError(f"extrapolate: an order-{order} fit needs {order + 1} points at distinct lam*a^2 "
                             f"(got {len(np.unique(x))})")
-    weighted = all(e is not None and e > 0 for e in errs)
-    w = 1.0 / np.array(errs, dtype=float) if weighted else np.ones_like(x)
-    V = np.vander(x, order + 1, increasing=True)
-    coef, *_ = np.linalg.lstsq(V * w[:, None], f * w, rcond=None)
-    resid = f - V @ coef
+    coef, cov, chi2, weighted = _least_squares(np.vander(x, order + 1, increasing=True), f, errs)
     dof = len(x) - (order + 1)
-    cov = np.linalg.inv((V * w[:, None]).T @ (V * w[:, None]))
-    chi2 = float(np.sum((resid * w) ** 2))
     if weighted:
         fc_err = math.sqrt(cov[0, 0])
         chi2_dof = chi2 / dof if dof > 0 else None
@@ -183,13 +179,10 @@ def size_extrapolated_crossings(crossing_list, p: float) -> list[dict]:
         sizes = [float(min(c["N"])) for c in cs]
         if len(set(sizes)) < 2:
             continue
-        errs = [c.get("err") for c in cs]
-        weighted = all(e is not None and e > 0 for e in errs)
-        w = 1.0 / np.array(errs, dtype=float) if weighted else np.ones(len(cs))
         V = np.stack([np.ones(len(cs)), np.array(sizes) ** -p], axis=1)
-        y = np.array([c["m2"] for c in cs], dtype=float)
-        coef, *_ = np.linalg.lstsq(V * w[:, None], y * w, rcond=None)
-        err = float(math.sqrt(np.linalg.inv((V * w[:, None]).T @ (V * w[:, None]))[0, 0])) if weighted else None
+        coef, cov, _, weighted = _least_squares(V, np.array([c["m2"] for c in cs], dtype=float),
+                                                [c.get("err") for c in cs])
+        err = float(math.sqrt(cov[0, 0])) if weighted else None
         out.append({"m2": float(coef[0]), "err": err, "lam": lam, "method": method, "d": d, "a": a,
                     "N": [int(n) for n in sizes], "p": p, "sizes": f"N → ∞ (p = {p:g}; from N = "
                     + ", ".join(str(n) for n in sorted({int(n) for c in cs for n in c["N"]})) + ")"})

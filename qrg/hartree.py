@@ -43,11 +43,20 @@ def hartree_mass2(theory) -> float:
             raise QRGInputError(f"with lam = 0 the Hartree state needs m2 > 0 (got {m2})")
         return m2
 
+    return gap_root(m2, lam, lambda mu2: _phi2(p2, mu2, ad), start=max(m2, 1.0))
+
+
+def gap_root(m2: float, lam: float, tadpole, *, start: float) -> float:
+    """The root μ² > 0 of F(μ²) = m² + (λ/2) tadpole(μ²) − μ² for λ > 0 and a tadpole that decreases in
+    μ² and diverges as μ² → 0⁺ (F is then strictly decreasing, the root unique): bracketed by halving and
+    doubling from ``start``, then ``brentq`` on log μ². Shared by the lattice Hartree equation (a lattice
+    sum) and :func:`qrg.continuum.normal_ordered_mass2` (the infinite-volume integral)."""
+
     def excess(log_mu2):  # F(μ²), strictly decreasing in log μ²
         mu2 = math.exp(log_mu2)
-        return m2 + 0.5 * lam * _phi2(p2, mu2, ad) - mu2
+        return m2 + 0.5 * lam * tadpole(mu2) - mu2
 
-    lo = hi = math.log(max(m2, 1.0))
+    lo = hi = math.log(start)
     while excess(lo) <= 0:  # bracket the root: F(lo) > 0 > F(hi)
         lo -= math.log(2.0)
     while excess(hi) >= 0:

@@ -408,8 +408,7 @@ def scan(d: int, N: int, lam: float, m2_values, *, method: str = "qrg", a: float
     _write(out, data, plot=False)
     prev = None  # {"label", "params", "status"} of the previous point in the list
     for m2, label, theory in zip(s["m2_values"], labels, s["theories"]):
-        if label in finished:
-            records[label] = finished[label]
+        if label in finished:  # its record is in `records` from the start
             if on_point is not None:
                 on_point(finished[label], True)
             prev = {"label": label, "params": None, "status": finished[label].get("status")}

@@ -199,6 +199,8 @@ def _crossing(args) -> int:
 
     from ..scan import crossings, plot_scans, read_scan
 
+    if (args.order is not None or args.size_exponent is not None) and not args.continuum:
+        raise QRGInputError("--order and --size-exponent go with --continuum")
     scans = [read_scan(d) for d in args.crossing]
     if len(scans) < 2:
         raise QRGInputError("--crossing needs at least two scan directories (of different N)")
@@ -215,8 +217,6 @@ def _crossing(args) -> int:
             more = f" ({len(c['crossings'])} sign changes; the lowest m² shown)" if len(c["crossings"]) > 1 else ""
             print(f"{where}: U4 curves cross at m² = {c['m2']:.6g}{err} (U4 = {c['U4']:.4g}, between m² = "
                   f"{c['bracket'][0]:g} and {c['bracket'][1]:g}){more}")
-    if (args.order is not None or args.size_exponent is not None) and not args.continuum:
-        raise QRGInputError("--order and --size-exponent go with --continuum")
     plot_scans(scans, path, found)
     print(f"wrote {path}", file=sys.stderr)
     if args.continuum:
