@@ -674,6 +674,72 @@ def _combine_field(runs, get):
     return combine_values([v for v, _ in pairs], [e for _, e in pairs])
 
 
+# ============================================================================ pieces of one line
+def merge_scans(scans, *, out=None, force: bool = False) -> dict:
+    """One scan from pieces of the same line computed separately (other m², run in parallel or on other
+    machines): ``qrg scan --merge DIR1 DIR2 ... --out DIR``.
+
+    ``scans``: scan data or paths (:func:`read_scan`), at least two, with the same settings (d, N, a, lam,
+    method, options including the seed, n_samples; and the same ``seeds``/``pick`` when they are
+    combined scans) and no m² in two of them (several runs of one point are seeds: :func:`combine_seeds`).
+    The records are kept as they are (each keeps its ``warm_start``: a piece's first point started from
+    the solver's init, not from its neighbour in the merged line), ordered by m²; ``sources`` names the
+    pieces and ``machines`` lists each piece's machine. ``out``: the directory to write ``scan.json``,
+    ``scan.csv`` and ``scan.png`` into; the qrg run directories ``points/<label>`` of the pieces are
+    copied there, so the merged scan can be resumed (``qrg scan --resume``) with warm starts from them.
+    An ``out`` that already holds a scan is refused unless ``force``.
+    """
+    if isinstance(scans, (str, pathlib.Path, dict)) or len(scans) < 2:
+        raise QRGInputError("merge_scans needs two scans at least (a list of scan directories or data)")
+    data = [read_scan(s) for s in scans]
+    keys = (*SETTINGS, "seeds", "pick")
+    for key in keys:
+        values = [s.get(key) for s in data]
+        if any(v != values[0] for v in values):
+            raise QRGInputError(f"merge_scans needs pieces of one line, with the same {key} (got {values})")
+    owner: dict = {}
+    for i, s in enumerate(data):
+        for p in s["points"]:
+            if p["label"] in owner:
+                raise QRGInputError(
+                    f"m² = {p['m2']:g} is in scan {owner[p['label']]} and in scan {i}: merge_scans joins pieces "
+                    "of a line at different m² (several runs of one point with different seeds: combine_seeds, "
+                    "qrg scan --combine)")
+            owner[p["label"]] = i
+    sources = [None if isinstance(s, dict) else str(s) for s in scans]
+    if out is not None:
+        out = pathlib.Path(out)
+        resolved = [None if s is None else (pathlib.Path(s) if pathlib.Path(s).is_dir()
+                                            else pathlib.Path(s).parent).resolve() for s in sources]
+        if out.resolve() in resolved:
+            raise QRGInputError(f"out {str(out)!r} is one of the scans being merged: write the merged scan "
+                                "into a new directory")
+        if (out / SCAN_FILE).exists() and not force:
+            raise QRGInputError(f"out {str(out)!r} holds a scan already: choose another directory or force "
+                                "(--force) to replace it")
+    first = data[0]
+    merged = {"format": FORMAT_VERSION, **{k: first.get(k) for k in SETTINGS},
+              **{k: first[k] for k in ("seeds", "pick") if k in first},
+              "created": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "machine": _machine(),
+              "sources": sources, "machines": [s.get("machine") for s in data],
+              "notes": [f"merged from {len(data)} scans of the same line (qrg.scan.merge_scans); the first point "
+                        "of each piece was not warm-started from its neighbour here (see its warm_start)"],
+              "points": sorted((p for s in data for p in s["points"]), key=lambda p: p["m2"])}
+    if out is not None:
+        import shutil
+
+        out = check_writable_dir(out, "out")
+        for src, s in zip(resolved, data):
+            if src is None:
+                continue
+            for p in s["points"]:
+                run = src / POINTS_DIR / p["label"]
+                if run.is_dir():
+                    shutil.copytree(run, out / POINTS_DIR / p["label"], dirs_exist_ok=True)
+        _write(out, merged)
+    return merged
+
+
 # ============================================================================ Binder crossing
 def _u4_curve(data: dict):
     pts = sorted((p for p in data["points"] if p.get("U4") and p["U4"].get("mean") is not None),

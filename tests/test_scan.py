@@ -8,7 +8,8 @@ import pytest
 
 from qrg import Phi4, QRGInputError
 from qrg.cli import main
-from qrg.scan import binder_crossing, combine_seeds, combine_values, crossings, params_digest, plot_scans, scan
+from qrg.scan import (binder_crossing, combine_seeds, combine_values, crossings, merge_scans, params_digest, plot_scans,
+                      point_label, read_scan, scan)
 
 # a tiny qrg solve per point (the Gaussian-bridge model keeps the compilation short)
 TINY = {"model": "gaussian", "steps": 4, "batch": 8, "n_steps": 4, "eval_n_steps": 4, "eval_batch": 64,
@@ -389,6 +390,48 @@ def test_combine_seeds_pick_lowest_keeps_the_variationally_best_run(tmp_path, ca
     assert "gap/σ" in capsys.readouterr().out
     written = json.loads((tmp_path / "best" / "scan.json").read_text())
     assert [p["selected_seed"] for p in written["points"]] == [0, 1]
+
+
+def test_merge_scans_joins_pieces_of_a_line_and_the_merged_scan_resumes(resumed, tmp_path, capsys):
+    """Points of one line computed in two scans (in parallel, say) make one scan; the run directories come
+    along, so --resume on the merged scan keeps every point and warm-starts from them."""
+    piece = tmp_path / "piece"
+    scan(1, 4, 6.0, [0.25], out=piece, options=TINY, n_samples=SAMPLES)
+    out = tmp_path / "merged"
+    assert main(["scan", "--merge", str(resumed["out"]), str(piece), "--out", str(out)]) == 0
+    assert "merged" in capsys.readouterr().err
+    merged = json.loads((out / "scan.json").read_text())
+    assert [p["m2"] for p in merged["points"]] == [0.25, 0.5, 1.0] and merged["options"] == TINY
+    assert len(merged["machines"]) == 2 and merged["sources"] == [str(resumed["out"]), str(piece)]
+    for p in merged["points"]:
+        assert json.loads((out / p["run_dir"] / "result.json").read_text())["energy"] == p["energy"]
+    calls = []
+    again = scan(1, 4, 6.0, [1.0, 0.5, 0.25, 0.1], out=out, options=TINY, n_samples=SAMPLES, resume=True,
+                 on_point=lambda rec, kept: calls.append((rec["label"], kept)))
+    assert [kept for _, kept in calls] == [True, True, True, False]
+    assert again["points"][3]["warm_start"]["from"] == point_label(0.25)  # loaded from the copied run
+    # refused: a point in two pieces, other settings, out = a piece, out holding a scan (unless force)
+    with pytest.raises(QRGInputError, match="combine"):
+        merge_scans([resumed["out"], out])
+    other = read_scan(piece) | {"options": TINY | {"steps": 5}}
+    with pytest.raises(QRGInputError, match="same options"):
+        merge_scans([resumed["out"], other])
+    with pytest.raises(QRGInputError, match="one of the scans"):
+        merge_scans([resumed["out"], piece], out=piece)
+    with pytest.raises(QRGInputError, match="holds a scan"):
+        merge_scans([resumed["out"], piece], out=out)
+    assert merge_scans([resumed["out"], piece], out=out, force=True)["points"][0]["m2"] == 0.25
+    with pytest.raises(QRGInputError, match="two scans"):
+        merge_scans([piece])
+    assert main(["scan", "--merge", str(piece), str(resumed["out"])]) == 2  # --out missing
+
+
+def test_merged_halves_cross_where_the_whole_line_does():
+    x = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    small, big = _synthetic(8, x, 0.5 - 0.2 * x), _synthetic(16, x, 0.6 - 0.4 * x)
+    halves = [big | {"points": big["points"][:2]}, big | {"points": big["points"][2:]}]
+    whole, joined = binder_crossing(small, big), binder_crossing(small, merge_scans(halves))
+    assert joined["m2"] == whole["m2"] and joined["err"] == whole["err"]
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -6,6 +6,7 @@
     qrg scan --crossing runs/scan8 runs/scan16 [--plot crossing.png]
     qrg scan --crossing runs/dmrg16-l1 runs/dmrg32-l1 runs/dmrg16-l6 runs/dmrg32-l6 --continuum
     qrg scan --combine runs/scan16-s0 runs/scan16-s1 --out runs/scan16   # one scan from several seeds
+    qrg scan --merge runs/scan16-a runs/scan16-b --out runs/scan16       # pieces of one line, other m²
 
 Prints one table row per point as it finishes (m², E/site, ⟨M²⟩, U4, ⟨|M|⟩, the weight of the
 M > 0 peak, Var(E_loc)) and writes DIR/scan.json, scan.csv, scan.png (docs/scan.md). Negative m²
@@ -17,6 +18,9 @@ mass, λ'φ⁴/4 convention) and its extrapolation to λa² → 0 (``qrg.continu
 ``--seed``: per point the mean over the seeds, with an error bar that holds the spread between them
 (``qrg.scan.combine_seeds``); with ``--pick lowest`` per point the run of the lowest energy instead
 (variational selection: a seed that failed to train is dropped, not averaged in).
+``--merge DIR1 DIR2 ... --out DIR`` joins pieces of one line computed separately (the same settings and
+seed, different m²: points run in parallel or on other machines) into one scan, and copies the pieces'
+qrg run directories so that ``--resume`` on DIR warm-starts from them (``qrg.scan.merge_scans``).
 """
 
 from __future__ import annotations
@@ -93,6 +97,9 @@ def add_parser(sub) -> None:
     p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
                    help="write one scan into --out from these scans of the same line with different --seed "
                         "(mean over the seeds, error bar with their spread); no scan is run")
+    p.add_argument("--merge", nargs="+", default=None, metavar="DIR",
+                   help="write one scan into --out from pieces of the same line (same settings and seed, other "
+                        "m²) computed separately; no scan is run")
     p.add_argument("--pick", default="mean", choices=("mean", "lowest"),
                    help="with --combine: mean over the seeds (default) or, at every point, the run with the lowest "
                         "energy (variational selection; docs/scan.md)")
@@ -125,8 +132,12 @@ def _options(args) -> dict:
 def run(args) -> int:
     if args.crossing:
         return _crossing(args)
+    if args.combine and args.merge:
+        raise QRGInputError("--combine (seeds of the same points) and --merge (pieces at other m²) exclude each other")
     if args.combine:
         return _combine(args)
+    if args.merge:
+        return _merge(args)
     from ..scan import scan, table_header, table_row
 
     for flag in ("N", "lam", "m2", "out"):
@@ -190,6 +201,21 @@ def _combine(args) -> int:
             print(table_row(p) + extra)
     for note in data["notes"][1:]:
         print(f"note: {note}", file=sys.stderr)
+    print(f"wrote {args.out}/scan.json, scan.csv, scan.png ({len(data['points'])} points)", file=sys.stderr)
+    return 0
+
+
+def _merge(args) -> int:
+    from ..scan import merge_scans, table_header, table_row
+
+    if args.out is None:
+        raise QRGInputError("--merge needs --out (the directory of the merged scan)")
+    data = merge_scans(args.merge, out=args.out, force=args.force)
+    print(f"qrg scan: {len(args.merge)} pieces of the line d={data['d']} N={data['N']} lam={data['lam']:g} "
+          f"({data['method']}) merged", file=sys.stderr)
+    print(table_header())
+    for p in data["points"]:
+        print(table_row(p))
     print(f"wrote {args.out}/scan.json, scan.csv, scan.png ({len(data['points'])} points)", file=sys.stderr)
     return 0
 
