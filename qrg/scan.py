@@ -601,15 +601,21 @@ def combine_seeds(scans, *, out=None, pick: str = "mean") -> dict:
     return combined
 
 
+def _require_same(data, keys, needs: str) -> None:
+    """QRGInputError "<needs> the same <key> (got [...])" for the first of ``keys`` whose values differ
+    between the scans ``data``."""
+    for key in keys:
+        values = [s.get(key) for s in data]
+        if any(v != values[0] for v in values):
+            raise QRGInputError(f"{needs} the same {key} (got {values})")
+
+
 def _check_seed_scans(data) -> tuple[dict, list]:
     """(the common options without ``seed``, the seeds) of scans that :func:`combine_seeds` may combine;
     QRGInputError naming what differs otherwise."""
     if len(data) < 2:
         raise QRGInputError(f"combine_seeds needs two scans at least (got {len(data)})")
-    for key in ("d", "N", "a", "lam", "method", "n_samples"):
-        values = [s.get(key) for s in data]
-        if any(v != values[0] for v in values):
-            raise QRGInputError(f"combine_seeds needs scans with the same {key} (got {values})")
+    _require_same(data, ("d", "N", "a", "lam", "method", "n_samples"), "combine_seeds needs scans with")
     if data[0]["method"] == "dmrg":
         raise QRGInputError("combine_seeds: DMRG is deterministic (no seeds to combine)")
     strip = [{k: v for k, v in (s.get("options") or {}).items() if k != "seed"} for s in data]
@@ -692,11 +698,7 @@ def merge_scans(scans, *, out=None, force: bool = False) -> dict:
     if isinstance(scans, (str, pathlib.Path, dict)) or len(scans) < 2:
         raise QRGInputError("merge_scans needs two scans at least (a list of scan directories or data)")
     data = [read_scan(s) for s in scans]
-    keys = (*SETTINGS, "seeds", "pick")
-    for key in keys:
-        values = [s.get(key) for s in data]
-        if any(v != values[0] for v in values):
-            raise QRGInputError(f"merge_scans needs pieces of one line, with the same {key} (got {values})")
+    _require_same(data, (*SETTINGS, "seeds", "pick"), "merge_scans needs pieces of one line, with")
     owner: dict = {}
     for i, s in enumerate(data):
         for p in s["points"]:
@@ -733,9 +735,11 @@ def merge_scans(scans, *, out=None, force: bool = False) -> dict:
             if src is None:
                 continue
             for p in s["points"]:
-                run = src / POINTS_DIR / p["label"]
+                run, target = src / POINTS_DIR / p["label"], out / POINTS_DIR / p["label"]
                 if run.is_dir():
-                    shutil.copytree(run, out / POINTS_DIR / p["label"], dirs_exist_ok=True)
+                    if target.exists():  # a run of the scan that force replaces: not mixed with the new one
+                        shutil.rmtree(target)
+                    shutil.copytree(run, target)
         _write(out, merged)
     return merged
 
