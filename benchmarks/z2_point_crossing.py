@@ -22,8 +22,11 @@ import pathlib
 from qrg.scan import binder_crossing, combine_values, read_scan
 
 
-def qrg_curve(records: list[dict], N: int) -> dict:
-    """A scan dict (as ``qrg scan`` writes it) of the records of one N, one point per m²."""
+def qrg_curve(records: list[dict], N: int | None = None) -> dict:
+    """A scan dict (as ``qrg scan`` writes it) of the records of one N (default: the first record's), one
+    point per m²."""
+    if N is None:
+        N = records[0]["N"]
     by_m2: dict = {}
     for r in records:
         by_m2.setdefault(r["m2"], []).append(r)
@@ -33,6 +36,21 @@ def qrg_curve(records: list[dict], N: int) -> dict:
         points.append({"m2": m2, "U4": {"mean": u4["mean"], "err": u4["err"]}, "runs": len(group)})
     first = records[0]
     return {"d": first["d"], "a": 1.0, "lam": first["lam"], "N": N, "method": "qrg", "points": points}
+
+
+def pick(records: list[dict], runs, moments_key: int = 3, key: int = 777, source: str = "points.json") -> list[dict]:
+    """One record per run spec (``RUN`` or ``RUN@K``: K the moments key, else ``moments_key``); any energy key
+    (U4 does not depend on it; ``key`` preferred)."""
+    out = []
+    for spec in runs:
+        run, _, k = spec.partition("@")
+        mk = int(k) if k else moments_key
+        found = sorted((r for r in records if r["run"] == run and r.get("moments_key", 3) == mk),
+                       key=lambda r: r.get("energy_key", 777) != key)
+        if not found:
+            raise SystemExit(f"no record with moments key {mk} in {source} for {run}: run z2_point_eval.py first")
+        out.append(found[0])
+    return out
 
 
 def main(argv=None):
@@ -47,22 +65,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     records = json.loads(pathlib.Path(args.points).read_text())["points"]
 
-    def pick(runs):
-        """One record per run: its moments key (RUN@K or --moments-key), any energy key (U4 does not depend on
-        it; --key preferred)."""
-        out = []
-        for spec in runs:
-            run, _, k = spec.partition("@")
-            mk = int(k) if k else args.moments_key
-            found = sorted((r for r in records if r["run"] == run and r.get("moments_key", 3) == mk),
-                           key=lambda r: r.get("energy_key", 777) != args.key)
-            if not found:
-                raise SystemExit(f"no record with moments key {mk} in {args.points} for {run}: run z2_point_eval.py first")
-            out.append(found[0])
-        return out
-
-    small, large = pick(args.runs16), pick(args.runs32)
-    curves = [qrg_curve(small, small[0]["N"]), qrg_curve(large, large[0]["N"])]
+    curves = [qrg_curve(pick(records, runs, args.moments_key, args.key, args.points))
+              for runs in (args.runs16, args.runs32)]
     for c in curves:
         for q in c["points"]:
             print(f"qrg N={c['N']:3d} m2={q['m2']:+.3f} U4 = {q['U4']['mean']:.4f} ± {q['U4']['err']:.4f} "

@@ -23,7 +23,7 @@ infinite-volume integral, which in closed form is
 The dimensionless coupling at the critical point is f = λ'/μ² = λ/(6μ²) in the λ'φ⁴/4 convention of
 the published values (Monte Carlo 11.1097(22), Dürr and Kiel 2025; MPS 11.064(20), Milsted et al.
 2013; 10.8(1), Schaich and Loinaz 2009; 11.15(6), Bosetti et al.; TRG 10.913(56)), and λ/μ² = 6f in
-this package's λ/4! convention. :func:`critical_ratio` converts one lattice critical point,
+this package's λ/4! convention. :func:`critical_ratio` converts one lattice critical point (:func:`continuum_critical_m2` is its inverse),
 :func:`extrapolate` fits f against λa² and reads off f_c = f(0), and :func:`continuum_from_crossings`
 does both for the Binder crossings of :func:`qrg.scan.crossings` (``qrg scan --crossing ... --continuum``),
 and :func:`size_extrapolated_crossings` turns crossings of several size pairs into an infinite-size
@@ -115,6 +115,21 @@ def critical_ratio(m2c: float, lam: float, *, a: float = 1.0, err: float | None 
         f_err = f * mu2_err / mu2
         out.update(mu2_err=mu2_err, f_err=f_err, **{"f_lambda4!_err": 6.0 * f_err})
     return out
+
+
+def continuum_critical_m2(lam: float, *, a: float = 1.0, f: float | None = None) -> float:
+    """The bare m² at which a lattice of spacing a and coupling λ would sit at the continuum critical point.
+
+    The inverse of :func:`critical_ratio`: μ² = λ/(6f) and m² = μ² − (λ/2) A(μ²), with f the continuum
+    critical coupling in the λ'φ⁴/4 convention (default: the first of :data:`PUBLISHED`, 11.1097). A
+    lattice critical point m²_c(λ, a) approaches this line as λa² → 0 (its critical ratio tends to f_c);
+    at finite λa² the two differ by the lattice artefact that :func:`extrapolate` removes, so the line is
+    the asymptote of the lattice phase boundary, not a prediction of it at λa² ~ 1."""
+    lam = check_real("lam", lam, positive=True)
+    a = check_real("a (lattice spacing)", a, positive=True)
+    f = check_real("f (critical coupling)", PUBLISHED[0][0] if f is None else f, positive=True)
+    mu2 = lam / (6.0 * f)
+    return float(mu2 - 0.5 * lam * tadpole(mu2, a))
 
 
 def _least_squares(V: np.ndarray, y: np.ndarray, errs) -> tuple:

@@ -943,6 +943,91 @@ def plot_scans(scans, path, crossing_list=None) -> list[dict]:
     return crossing_list
 
 
+def phase_diagram_rows(crossing_list) -> list[dict]:
+    """The lattice critical points m²_c(λ) of Binder crossings (:func:`crossings`, or the infinite-size
+    estimates of :func:`qrg.continuum.size_extrapolated_crossings`), one row per crossing that has an m²:
+    ``{"d", "a", "method", "sizes", "N", "lam", "m2", "err"}``, sorted by (d, method, sizes, λ). ``sizes``
+    is e.g. ``"N = 16, 32"`` (``"4×4, 8×8"`` for squares)."""
+    rows = []
+    for c in crossing_list:
+        if c.get("m2") is None:
+            continue
+        d = c.get("d") or 1
+        sizes = c.get("sizes") or ("N = " + ", ".join(str(n) for n in c["N"]) if d == 1
+                                   else ", ".join("×".join([str(n)] * d) for n in c["N"]))
+        rows.append({"d": d, "a": c.get("a", 1.0), "method": c["method"], "sizes": sizes, "N": list(c["N"]),
+                     "lam": c["lam"], "m2": c["m2"], "err": c.get("err")})
+    # size-extrapolated estimates ("N → ∞ ...") after the pairs they come from
+    return sorted(rows, key=lambda r: (r["d"], r["method"], r["sizes"].startswith("N →"), r["N"], r["lam"]))
+
+
+def plot_phase_diagram(crossing_list, path, *, continuum_f: float | None = None) -> list[dict]:
+    """The phase diagram in the (λ, m²) plane: the critical points of :func:`phase_diagram_rows` with their
+    error bars, one panel per dimension d and one series per method and pair of sizes; the symmetric
+    phase lies above the points (m² > m²_c) and the broken Z2 phase below. Chains (d = 1) also get the
+    continuum asymptote m²_c(λ) of the continuum critical coupling ``continuum_f`` (λ'φ⁴/4 convention;
+    default the Monte Carlo value of :data:`qrg.continuum.PUBLISHED`) from
+    :func:`qrg.continuum.continuum_critical_m2`: the line the lattice points approach as λa² → 0.
+    Returns the rows plotted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .continuum import PUBLISHED, continuum_critical_m2
+
+    rows = phase_diagram_rows(crossing_list)
+    if not rows:
+        raise QRGInputError("plot_phase_diagram: no Binder crossing with an m² to plot")
+    dims = sorted({r["d"] for r in rows})
+    fig, axes = plt.subplots(2, len(dims), figsize=(6.4 * len(dims), 6.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [3.0, 1.5]})
+    markers = {"qrg": "o", "dmrg": "s", "netket": "^"}
+    f_c = PUBLISHED[0][0] if continuum_f is None else float(continuum_f)
+    for ax, low, d in zip(axes[0], axes[1], dims):
+        sub = [r for r in rows if r["d"] == d]
+        series: dict = {}
+        for r in sub:  # infinite-size estimates of several λ (each from its own sizes) are one series
+            key = r["sizes"].split(";")[0] + ")" if r["sizes"].startswith("N →") and ";" in r["sizes"] else r["sizes"]
+            series.setdefault((r["method"], key), []).append(r)
+        lam_max = max(r["lam"] for r in sub)
+        for k, ((method, sizes), pts) in enumerate(series.items()):
+            lam = np.array([r["lam"] for r in pts])
+            m2 = np.array([r["m2"] for r in pts])
+            err = np.array([0.0 if r["err"] is None else r["err"] for r in pts])
+            shift = 0.012 * (k - (len(series) - 1) / 2) * max(lam_max, 1.0)  # side by side, not on top
+            line = ax.errorbar(lam + shift, m2, yerr=err, marker=markers.get(method, "D"), ms=4, lw=0.8,
+                               elinewidth=1, capsize=2, label=f"{method}, Binder crossing {sizes}")
+            if d == 1:  # the distance to the continuum asymptote: the lattice artefact and the finite size
+                asym = np.array([continuum_critical_m2(r["lam"], a=r["a"], f=f_c) for r in pts])
+                low.errorbar(lam + shift, m2 - asym, yerr=err, marker=markers.get(method, "D"), ms=4, lw=0.8,
+                             elinewidth=1, capsize=2, color=line[0].get_color())
+        if d == 1:
+            for a in sorted({r["a"] for r in sub}):
+                xs = np.linspace(lam_max * 0.02, lam_max * 1.08, 80)
+                ys = [continuum_critical_m2(x, a=a, f=f_c) for x in xs]
+                ax.plot(xs, ys, color="grey", ls=":", lw=1,
+                        label=f"continuum asymptote (f_c = {f_c:g}, a = {a:g}), exact as λa² → 0")
+            low.axhline(0.0, color="grey", ls=":", lw=1)
+            low.set_xlim(0.0, lam_max * 1.1)
+            low.set_xlabel("λ (λφ⁴/4! convention)")
+            low.set_ylabel("m²_c − asymptote")
+        else:
+            low.set_axis_off()
+            ax.set_xlabel("λ (λφ⁴/4! convention)")
+        ax.set_xlim(0.0, lam_max * 1.1)
+        ax.text(0.97, 0.95, "symmetric (m² > m²_c)", transform=ax.transAxes, ha="right", va="top", fontsize=8)
+        ax.text(0.03, 0.05, "broken Z2 (m² < m²_c)", transform=ax.transAxes, ha="left", va="bottom", fontsize=8)
+        ax.set_ylabel("m²_c")
+        ax.set_title({1: "chains (1+1D)", 2: "squares (2+1D)", 3: "cubes (3+1D)"}.get(d, f"d = {d}"), fontsize=10)
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.1))
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return rows
+
+
 # ============================================================================ printing
 TABLE_COLUMNS = (("m²", 10), ("E/site", 22), ("⟨M²⟩", 24), ("U4", 22), ("⟨|M|⟩", 22), ("peak w.", 18),
                  ("Var(E_loc)", 11))

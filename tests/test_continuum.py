@@ -10,8 +10,8 @@ from scipy.integrate import quad
 from qrg import Phi4
 from qrg._validation import QRGInputError
 from qrg.cli import main
-from qrg.continuum import (continuum_from_crossings, critical_ratio, extrapolate, normal_ordered_mass2, tadpole,
-                           tadpole_derivative)
+from qrg.continuum import (PUBLISHED, continuum_critical_m2, continuum_from_crossings, critical_ratio, extrapolate,
+                           normal_ordered_mass2, tadpole, tadpole_derivative)
 from qrg.hartree import hartree_mass2
 
 
@@ -139,3 +139,47 @@ def test_size_extrapolation_of_crossings(tmp_path, capsys):
     assert sorted(r["sizes"] for r in res) == ["N = 16, 32", "N = 8, 16", "N → ∞ (p = 3; from N = 8, 16, 32)"]
     with pytest.raises(QRGInputError, match="finite-size exponent"):
         size_extrapolated_crossings(cs, 0)
+
+
+def test_continuum_critical_m2_inverts_critical_ratio():
+    # the asymptote of the lattice phase boundary: the m² whose critical ratio is f
+    for lam, a, f in ((1.0, 1.0, None), (2.4, 1.0, 10.8), (6.0, 0.5, 11.0), (0.05, 1.0, None)):
+        m2 = continuum_critical_m2(lam, a=a, f=f)
+        assert critical_ratio(m2, lam, a=a)["f"] == pytest.approx(PUBLISHED[0][0] if f is None else f, rel=1e-9)
+    # weak coupling: μ² = λ/(6 f) -> 0 and m²_c -> -(λ/2) A(μ²) < 0, below the free line
+    assert continuum_critical_m2(1.0) < 0
+    for bad, match in (({"lam": 0.0}, "lam must be > 0"), ({"lam": 1.0, "a": -1.0}, "lattice spacing"),
+                       ({"lam": 1.0, "f": 0.0}, "critical coupling")):
+        with pytest.raises(QRGInputError, match=match):
+            continuum_critical_m2(**bad)
+
+
+def test_cli_phase_diagram(tmp_path, capsys):
+    from qrg.scan import crossings, phase_diagram_rows
+
+    # chains N = 16, 32 crossing at -0.31 (λ = 1) and -0.66 (2.4); squares 4×4, 8×8 at -0.35 (λ = 2.4)
+    dirs = []
+    for d, sizes, lam, mc in ((1, (16, 32), 1.0, -0.31), (1, (16, 32), 2.4, -0.66), (2, (4, 8), 2.4, -0.35)):
+        x = mc + np.array([-0.05, 0.0, 0.05])
+        for N, slope in zip(sizes, (-2.0, -4.0)):
+            path = tmp_path / f"d{d}N{N}_l{lam:g}"
+            path.mkdir()
+            (path / "scan.json").write_text(json.dumps(_dmrg_like(N, lam, x, 0.4 + slope * (x - mc)) | {"d": d}))
+            dirs.append(str(path))
+    rows = phase_diagram_rows(crossings(dirs))
+    assert [(r["d"], r["sizes"], r["lam"]) for r in rows] == [(1, "N = 16, 32", 1.0), (1, "N = 16, 32", 2.4),
+                                                              (2, "4×4, 8×8", 2.4)]
+    assert [r["m2"] for r in rows] == pytest.approx([-0.31, -0.66, -0.35], abs=1e-12)
+    assert main(["scan", "--crossing", *dirs, "--phase-diagram"]) == 0
+    printed = capsys.readouterr().out
+    assert "d = 1, dmrg, N = 16, 32: lam = 2.4, m2_c = -0.66" in printed
+    assert "d = 2, dmrg, 4×4, 8×8: lam = 2.4, m2_c = -0.35" in printed
+    assert (tmp_path / "d1N16_l1" / "phase_diagram.png").is_file()
+    # --phase-diagram outside --crossing; --size-exponent without --continuum or --phase-diagram
+    assert main(["scan", "--N", "4", "--lam", "1", "--m2", "1", "--phase-diagram", "--out", str(tmp_path / "x")]) == 2
+    assert "go with --crossing" in capsys.readouterr().err
+    assert main(["scan", "--crossing", *dirs, "--size-exponent", "3"]) == 2
+    assert "--size-exponent" in capsys.readouterr().err
+    # with --size-exponent the infinite-size estimates are added (two pairs of one λ are needed: none here)
+    assert main(["scan", "--crossing", *dirs, "--phase-diagram", "--size-exponent", "3"]) == 0
+    assert "N →" not in capsys.readouterr().out

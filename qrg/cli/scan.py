@@ -5,6 +5,7 @@
     qrg scan --N 8 --lam 2.4 --m2=-1,-0.8,-0.6,-0.4,-0.2 --out runs/scan8 --resume   # adds m² = -0.2
     qrg scan --crossing runs/scan8 runs/scan16 [--plot crossing.png]
     qrg scan --crossing runs/dmrg16-l1 runs/dmrg32-l1 runs/dmrg16-l6 runs/dmrg32-l6 --continuum
+    qrg scan --crossing runs/dmrg16-l1 runs/dmrg32-l1 runs/dmrg16-l6 runs/dmrg32-l6 --phase-diagram
     qrg scan --combine runs/scan16-s0 runs/scan16-s1 --out runs/scan16   # one scan from several seeds
     qrg scan --merge runs/scan16-a runs/scan16-b --out runs/scan16       # pieces of one line, other m²
 
@@ -13,7 +14,9 @@ M > 0 peak, Var(E_loc)) and writes DIR/scan.json, scan.csv, scan.png (docs/scan.
 lists must be attached to the flag: ``--m2=-1,-0.5``. ``--crossing DIR1 DIR2 ...`` prints the m² where
 the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``); with
 ``--continuum`` also the dimensionless critical coupling f = λ'/μ² of each crossing (normal-ordered
-mass, λ'φ⁴/4 convention) and its extrapolation to λa² → 0 (``qrg.continuum``, continuum.png).
+mass, λ'φ⁴/4 convention) and its extrapolation to λa² → 0 (``qrg.continuum``, continuum.png); with
+``--phase-diagram`` the critical points m²_c against λ, chains with the continuum asymptote
+(``qrg.scan.plot_phase_diagram``, phase_diagram.png).
 ``--combine DIR1 DIR2 ... --out DIR`` writes one scan from scans of the same line made with different
 ``--seed``: per point the mean over the seeds, with an error bar that holds the spread between them
 (``qrg.scan.combine_seeds``); with ``--pick lowest`` per point the run of the lowest energy instead
@@ -89,11 +92,14 @@ def add_parser(sub) -> None:
     p.add_argument("--continuum", action="store_true",
                    help="with --crossing (chains): the critical coupling f = lam'/mu^2 of every crossing and its "
                         "extrapolation to lam*a^2 -> 0, plotted into DIR1/continuum.png (docs/scan.md)")
+    p.add_argument("--phase-diagram", action="store_true",
+                   help="with --crossing: plot the critical points m2_c against lam (one panel per d; chains with "
+                        "the continuum asymptote) into DIR1/phase_diagram.png and print them (docs/scan.md)")
     p.add_argument("--order", type=int, default=None,
                    help="with --continuum: the polynomial order in lam*a^2 of the extrapolation (default 1)")
     p.add_argument("--size-exponent", type=float, default=None, metavar="P",
-                   help="with --continuum: also extrapolate each lam's crossings of several size pairs to N -> oo "
-                        "assuming a shift ∝ N^-P (P = 1/nu + omega, 3 for 2D Ising) and convert those")
+                   help="with --continuum or --phase-diagram: also extrapolate each lam's crossings of several size "
+                        "pairs to N -> oo assuming a shift ∝ N^-P (P = 1/nu + omega, 3 for 2D Ising) and use those")
     p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
                    help="write one scan into --out from these scans of the same line with different --seed "
                         "(mean over the seeds, error bar with their spread); no scan is run")
@@ -145,8 +151,8 @@ def run(args) -> int:
             raise QRGInputError(f"--{flag} is required (or --crossing DIR1 DIR2 ...)")
     if args.plot is not None:
         raise QRGInputError("--plot goes with --crossing")
-    if args.continuum or args.order is not None or args.size_exponent is not None:
-        raise QRGInputError("--continuum, --order and --size-exponent go with --crossing")
+    if args.continuum or args.phase_diagram or args.order is not None or args.size_exponent is not None:
+        raise QRGInputError("--continuum, --phase-diagram, --order and --size-exponent go with --crossing")
     m2_values = parse_list("--m2", args.m2, float, "numbers")
     options = _options(args)
     print(f"qrg scan: {args.method}, d={args.d} N={args.N} a={args.a:g} lam={args.lam:g}, "
@@ -225,8 +231,11 @@ def _crossing(args) -> int:
 
     from ..scan import crossings, plot_scans, read_scan
 
-    if (args.order is not None or args.size_exponent is not None) and not args.continuum:
+    if args.order is not None and not args.continuum:
         raise QRGInputError("--order and --size-exponent go with --continuum")
+    if args.size_exponent is not None and not (args.continuum or args.phase_diagram):
+        raise QRGInputError("--order and --size-exponent go with --continuum (--size-exponent also with "
+                            "--phase-diagram)")
     scans = [read_scan(d) for d in args.crossing]
     if len(scans) < 2:
         raise QRGInputError("--crossing needs at least two scan directories (of different N)")
@@ -248,7 +257,23 @@ def _crossing(args) -> int:
     if args.continuum:
         _continuum(found, 1 if args.order is None else args.order, path.parent / "continuum.png",
                    args.size_exponent)
+    if args.phase_diagram:
+        _phase_diagram(found, path.parent / "phase_diagram.png", args.size_exponent)
     return 0
+
+
+def _phase_diagram(found, path, size_exponent=None) -> None:
+    from ..continuum import size_extrapolated_crossings
+    from ..scan import plot_phase_diagram
+
+    if size_exponent is not None:
+        found = list(found) + size_extrapolated_crossings(found, size_exponent)
+    rows = plot_phase_diagram(found, path)
+    print("critical points m2_c(lam) (symmetric phase above, broken Z2 phase below):")
+    for r in rows:
+        err = "" if r["err"] is None else f" ± {r['err']:.2g}"
+        print(f"  d = {r['d']}, {r['method']}, {r['sizes']}: lam = {r['lam']:g}, m2_c = {r['m2']:.6g}{err}")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def _continuum(found, order, path, size_exponent=None) -> None:
