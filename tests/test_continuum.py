@@ -108,7 +108,7 @@ def test_cli_continuum_from_crossings(tmp_path, capsys):
     assert res["N"] == [16, 32] and res["fit"]["fc"] == pytest.approx(fit["fc"], rel=1e-12)
     # --order without --continuum, --continuum without --crossing
     assert main(["scan", "--crossing", *dirs, "--order", "2"]) == 2
-    assert "--order and --size-exponent go with --continuum" in capsys.readouterr().err
+    assert "--order goes with --continuum" in capsys.readouterr().err
     assert main(["scan", "--N", "4", "--lam", "1", "--m2", "1", "--continuum", "--out", str(tmp_path / "x")]) == 2
     assert "go with --crossing" in capsys.readouterr().err
     # one λ only: the ratios are printed, the extrapolation is refused with the reason
@@ -179,7 +179,7 @@ def test_cli_phase_diagram(tmp_path, capsys):
     assert main(["scan", "--N", "4", "--lam", "1", "--m2", "1", "--phase-diagram", "--out", str(tmp_path / "x")]) == 2
     assert "go with --crossing" in capsys.readouterr().err
     assert main(["scan", "--crossing", *dirs, "--size-exponent", "3"]) == 2
-    assert "--size-exponent" in capsys.readouterr().err
+    assert "--size-exponent goes with --continuum or --phase-diagram" in capsys.readouterr().err
     # with --size-exponent the infinite-size estimates are added (two pairs of one λ are needed: none here)
     assert main(["scan", "--crossing", *dirs, "--phase-diagram", "--size-exponent", "3"]) == 0
     assert "N →" not in capsys.readouterr().out

@@ -232,10 +232,9 @@ def _crossing(args) -> int:
     from ..scan import crossings, plot_scans, read_scan
 
     if args.order is not None and not args.continuum:
-        raise QRGInputError("--order and --size-exponent go with --continuum")
+        raise QRGInputError("--order goes with --continuum")
     if args.size_exponent is not None and not (args.continuum or args.phase_diagram):
-        raise QRGInputError("--order and --size-exponent go with --continuum (--size-exponent also with "
-                            "--phase-diagram)")
+        raise QRGInputError("--size-exponent goes with --continuum or --phase-diagram")
     scans = [read_scan(d) for d in args.crossing]
     if len(scans) < 2:
         raise QRGInputError("--crossing needs at least two scan directories (of different N)")
