@@ -19,7 +19,10 @@ Methods:
   ``n_samples`` independent draws of |Ψ|² at t = 0 (:meth:`~qrg.groundstate.GroundState.sample`):
   errors are standard errors of the mean, and a 20-block jackknife (:func:`qrg.stats.jackknife`)
   for U4. ``energy``, ``energy_err`` (statistical), ``energy_sys`` (ODE discretisation) and
-  ``variance`` = Var(E_loc) are those of the solve's final evaluation.
+  ``variance`` = Var(E_loc) are those of the solve's final evaluation, and ``warnings`` its
+  :attr:`~qrg.groundstate.SolveResult.warnings` (unresolved tails; an ODE systematic above 3 statistical
+  errors, which marks a point whose samples, and so its ⟨M²⟩ and U4, are not trustworthy), printed by
+  ``qrg scan`` under the point's row.
 * ``"dmrg"``: :class:`qrg.baselines.DMRG` (TeNPy) per point: ``energy_err`` is the DMRG truncation
   estimate (``error_estimate``); ``M2``, ``M4``, ``U4`` and ``phi2`` are MPS expectation values
   (exact for the MPS; their truncation error is not estimated: ``err`` 0); ``abs_M``, ``M`` and
@@ -246,6 +249,7 @@ def _run_qrg(theory, label, point_dir, options, n_samples, warm, *, continue_poi
         "n_params": result.n_params, "train_time_s": result.train_time_s,
         "run_dir": f"{POINTS_DIR}/{label}", "warm_start": warm_record, "params_sha256": params_digest(result.params),
         "continued_from_checkpoint": bool(continue_point),
+        "warnings": list(result.warnings),
     }
     return record, result.params, result.status
 

@@ -67,6 +67,9 @@ def test_qrg_scan_writes_json_csv_plot_with_every_key(first):
     assert [p["m2"] for p in data["points"]] == [1.0]
     _check_point(data["points"][0], out)
     assert data["points"][0]["warm_start"] == {"from": None, "init_params_sha256": None}  # the first point: cold
+    # the solve's warnings travel with the point (the same list as in its run directory's result.json)
+    run = json.loads((out / data["points"][0]["run_dir"] / "result.json").read_text())
+    assert data["points"][0]["warnings"] == run["warnings"]
     rows = list(csv.DictReader((out / "scan.csv").open()))
     assert len(rows) == 1 and float(rows[0]["U4"]) == data["points"][0]["U4"]["mean"]
     assert float(rows[0]["energy"]) == data["points"][0]["energy"]

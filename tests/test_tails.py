@@ -253,3 +253,32 @@ def test_tiny_solve_writes_tails_and_grows(tmp_path):
     line = str(res)
     assert f"Var(E_loc) = {res.variance:.3g} ± {res.variance_err:.2g}" in line
     assert line.count("WARNING:") == len(unresolved)
+
+
+def test_a_large_ode_systematic_is_a_warning(tmp_path):
+    import dataclasses
+
+    from qrg.groundstate import solve
+    from qrg.groundstate.evaluation import DiscretisationCheck
+    from qrg.groundstate.result import SYSTEMATIC_WARN
+    from qrg.stats import Stats
+
+    res = solve(out=tmp_path, **{**TINY, "laplacian": "none", "eval_batch": 64, "eval_max_batch": 0,
+                                 "systematic_batch": 64})
+    assert res.discretisation is not None
+    base = [w for w in res.warnings if "ODE discretisation" not in w]
+    err = res.energy.err
+
+    def with_delta(mean):  # a step-doubling difference of this mean on the reported estimator
+        d = DiscretisationCheck(n_steps=8, n_steps_fine=16, order=4,
+                                delta={res.estimator: Stats(mean=mean, err=1e-3 * err, variance=0.0, n_samples=64)})
+        return dataclasses.replace(res, discretisation=d)
+
+    factor = with_delta(1.0).discretisation.richardson  # bias = factor · delta
+    small = with_delta(0.9 * SYSTEMATIC_WARN * err / factor)
+    assert small.warnings == base
+    large = with_delta(-2.0 * SYSTEMATIC_WARN * err / factor)
+    (extra,) = [w for w in large.warnings if w not in base]
+    assert "ODE discretisation systematic" in extra and "eval_n_steps = 8" in extra and "8 vs 16 steps" in extra
+    assert f"{large.systematic / err:.3g}× the statistical error" in extra
+    assert str(large).count("WARNING:") == len(base) + 1

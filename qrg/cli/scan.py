@@ -164,6 +164,8 @@ def run(args) -> int:
             print(table_header())
             header["printed"] = True
         print(table_row(record, kept), flush=True)
+        for line in record.get("warnings") or ():
+            print(f"WARNING (m² = {record['m2']:g}): {line}", file=sys.stderr, flush=True)
 
     from ..optim.loop import RunInterrupted
 

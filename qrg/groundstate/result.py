@@ -13,6 +13,10 @@ from .estimators import EnergyStats
 from .evaluation import DiscretisationCheck, reported_estimator
 
 
+#: :attr:`SolveResult.warnings` flags an ODE discretisation systematic above this many statistical errors
+SYSTEMATIC_WARN = 3.0
+
+
 @dataclasses.dataclass
 class GroundState:
     """A trained ground state: the problem, its config, the flow and its parameters.
@@ -123,7 +127,10 @@ class SolveResult(GroundState):
     @property
     def warnings(self) -> list[str]:
         """One line per unresolved tail (:func:`~qrg.stats.tail_diagnostics`) of the reported estimator
-        and of E_loc at the final sample size, naming what to raise; empty when both are resolved."""
+        and of E_loc at the final sample size, naming what to raise, and one when the ODE discretisation
+        systematic exceeds ``SYSTEMATIC_WARN`` times the statistical error (the samples the energy and
+        every observable are measured on are then not those of the trained flow); empty when all is
+        resolved."""
         cfg, sizing = self.config, self.stats.sizing
         watch = [(f"E ({self.estimator} estimator)", self.energy, "eval_batch",
                   None if sizing is None else (sizing.eval_batch, sizing.max_batch))]
@@ -143,6 +150,15 @@ class SolveResult(GroundState):
             out.append(f"{label}: tails not resolved on {where}: {t.reason}; its error bar may be too small. "
                        f"Projected need ~{t.samples_needed} samples (fewer than needed if the tail is heavier): "
                        f"raise eval_max_batch (now {cfg.eval_cap}{cap}) or {field} (now {getattr(cfg, field)})")
+        sys_ = self.systematic
+        if sys_ is not None and sys_ > SYSTEMATIC_WARN * self.energy.err:
+            d, b = self.discretisation, self.discretisation.bias(self.estimator)
+            out.append(f"E ({self.estimator} estimator): the ODE discretisation systematic {sys_:.3g} (bias "
+                       f"{b.mean:.3g} ± {b.err:.2g} from {d.n_steps} vs {d.n_steps_fine} steps) is "
+                       f"{sys_ / self.energy.err:.3g}× the statistical error {self.energy.err:.3g}: the flow is "
+                       f"not resolved with eval_n_steps = {d.n_steps} ODE steps, so the energy and the observables "
+                       "of its samples are off by more than their error bars. Raise eval_n_steps; if the bias "
+                       "stays, the trained vector field is stiff (a failed run: retrain, e.g. with a lower lr)")
         return out
 
     @property
