@@ -31,10 +31,11 @@ DMRG_PAIRS = [("dmrg8_l1", "dmrg16_l1"), ("dmrg16_l1", "dmrg32_l1"), ("dmrg32_l1
               ("dmrg8", "dmrg16"), ("dmrg16_fine", "dmrg32_fine"), ("dmrg32_fine", "dmrg64"),
               ("dmrg8_l6", "dmrg16_l6"), ("dmrg16_l6", "dmrg32_l6"), ("dmrg32_l6", "dmrg64_l6")]
 SQUARE_SCANS = ["qrg4x4", "qrg8x8"]
-# the runs of qrg's chain crossings (docs/scan.md, "qrg's Binder crossing with the averaged runs" at
-# λ = 2.4 and "qrg at λ = 6"): (runs of N = 16, runs of N = 32, moments key of runs given without @K)
 # DMRG scans of the sizes of qrg's chain crossings, per λ
 QRG_DMRG = {2.4: ("dmrg16_fine", "dmrg32_fine"), 6.0: ("dmrg16_l6", "dmrg32_l6")}
+# the runs of qrg's chain crossings (docs/scan.md, "qrg's Binder crossing with the averaged runs" at
+# λ = 2.4 and "qrg at λ = 6"), as the ``run`` keys of the points.json records (the run directories
+# themselves are not read): (runs of N = 16, runs of N = 32, moments key of runs given without @K)
 QRG_CHAIN_RUNS = {
     2.4: (["/work/out/s6/m06_T2_h8_4k", "/work/out/s7/m065_lr5_s0", "/work/out/s8/m07_avg_s0@4",
            "/work/out/s8/m07_avg_s1@4", "/work/out/s6/m08_T2_h8_4k_lr5"],
@@ -71,7 +72,7 @@ def main(argv=None):
         err = "" if r["err"] is None else f" ± {r['err']:.5f}"
         other = same_grid.get(r["lam"]) if r["method"] == "qrg" and r["d"] == 1 else None
         vs = "—" if other is None else f"{r['m2'] - other:+.5f} (DMRG {other:.5f})"
-        if other is not None and r["method"] != "dmrg" and r["err"]:
+        if other is not None and r["err"]:
             vs += f" ({(r['m2'] - other) / r['err']:+.1f}σ)"
         asym = f"{r['m2'] - continuum_critical_m2(r['lam'], a=r['a']):+.5f}" if r["d"] == 1 else "—"
         print(f"| {r['d']} | {r['method']} | {r['sizes']} | {r['lam']:g} | {r['m2']:.5f}{err} | {vs} | {asym} |")

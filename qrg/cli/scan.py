@@ -255,20 +255,20 @@ def _crossing(args) -> int:
                   f"{c['bracket'][0]:g} and {c['bracket'][1]:g}){more}")
     plot_scans(scans, path, found)
     print(f"wrote {path}", file=sys.stderr)
+    if args.size_exponent is not None:  # the infinite-size estimates, for --continuum and --phase-diagram
+        from ..continuum import size_extrapolated_crossings
+
+        found = list(found) + size_extrapolated_crossings(found, args.size_exponent)
     if args.continuum:
-        _continuum(found, 1 if args.order is None else args.order, path.parent / "continuum.png",
-                   args.size_exponent)
+        _continuum(found, 1 if args.order is None else args.order, path.parent / "continuum.png")
     if args.phase_diagram:
-        _phase_diagram(found, path.parent / "phase_diagram.png", args.size_exponent)
+        _phase_diagram(found, path.parent / "phase_diagram.png")
     return 0
 
 
-def _phase_diagram(found, path, size_exponent=None) -> None:
-    from ..continuum import size_extrapolated_crossings
+def _phase_diagram(found, path) -> None:
     from ..scan import plot_phase_diagram
 
-    if size_exponent is not None:
-        found = list(found) + size_extrapolated_crossings(found, size_exponent)
     rows = plot_phase_diagram(found, path)
     print("critical points m2_c(lam) (symmetric phase above, broken Z2 phase below):")
     for r in rows:
@@ -277,11 +277,9 @@ def _phase_diagram(found, path, size_exponent=None) -> None:
     print(f"wrote {path}", file=sys.stderr)
 
 
-def _continuum(found, order, path, size_exponent=None) -> None:
-    from ..continuum import PUBLISHED, continuum_from_crossings, plot_continuum, size_extrapolated_crossings
+def _continuum(found, order, path) -> None:
+    from ..continuum import PUBLISHED, continuum_from_crossings, plot_continuum
 
-    if size_exponent is not None:
-        found = list(found) + size_extrapolated_crossings(found, size_exponent)
     results = continuum_from_crossings(found, order)
     if not results:
         raise QRGInputError("--continuum: no Binder crossing was found to convert")
