@@ -227,6 +227,51 @@ def test_a_run_halved_twenty_times_in_all_stops_as_diverged():
     assert "no longer trains" in state.events[-1]["event"]
 
 
+
+def test_lr_recover_doubles_a_halved_learning_rate_back_and_resumes_the_same():
+    """lr_recover = K: after failures at steps 3 and 4 (factor 1/4) the factor doubles at steps 4 + K and
+    4 + 2K, back to 1 and no further; the doublings are events that are not roll-backs, the steps use the
+    doubled rate, and a checkpoint round trip between them continues identically. Without it the factor
+    stays at 1/4."""
+    import optax
+
+    from qrg.optim.loop import Loop, LoopState, rolled_back, run
+
+    tx, key = optax.sgd(0.01), jax.random.PRNGKey(2)
+    K = 10
+    loop = Loop(objective=_BlowUp(), tx=tx, poison_steps=frozenset({3, 4}), lr_recover=K)
+    state = run(loop, LoopState.create({"p": jnp.asarray(0.5)}, tx), 40, key)
+    assert state.status == "completed" and state.lr_scale == 1.0
+    assert [(e["step"], e["lr_scale"]) for e in state.events] == [(3, 0.5), (4, 0.25), (4 + K, 0.5), (4 + 2 * K, 1.0)]
+    assert len(rolled_back(state.events)) == 2 and "doubled back" in state.events[2]["event"]
+    lr = {r["step"]: r["lr"] for r in state.history}
+    assert lr[5] == lr[4 + K] == 0.25 and lr[5 + K] == lr[4 + 2 * K] == 0.5 and lr[5 + 2 * K] == lr[39] == 1.0
+    half = run(loop, LoopState.create({"p": jnp.asarray(0.5)}, tx), 4 + K + 3, key)
+    resumed = LoopState.restore(half.trees(), json.loads(json.dumps(half.scalars())))
+    resumed.status = "running"
+    resumed = run(loop, resumed, 40, key)
+    assert resumed.events == state.events and float(resumed.params["p"]) == float(state.params["p"])
+    plain = run(Loop(objective=_BlowUp(), tx=tx, poison_steps=frozenset({3, 4})),
+                LoopState.create({"p": jnp.asarray(0.5)}, tx), 40, key)
+    assert plain.lr_scale == 0.25 and len(plain.events) == 2
+
+
+def test_lr_recover_reaches_the_loop_from_solve_and_the_cli(tmp_path):
+    """solve(lr_recover=K): a step rolled back in a real solve has its learning rate doubled back K steps later
+    (recorded in result.json), and the setting is part of the resume check; `qrg solve --lr-recover K`
+    passes it to the run's config."""
+    out = tmp_path / "run"
+    res = solve(THEORY, out=out, steps=8, lr_recover=3, inject_nan_at=(2,), checkpoint_every=4, **TINY)
+    data = json.loads((out / "result.json").read_text())
+    assert res.status == "completed" and data["config"]["lr_recover"] == 3
+    assert [(e["step"], e["lr_scale"]) for e in data["events"]] == [(2, 0.5), (5, 1.0)]
+    with pytest.raises(qrg.QRGInputError, match="lr_recover"):
+        solve(THEORY, out=out, resume=True, steps=8, lr_recover=4, checkpoint_every=4, **TINY)
+    main(["solve", "--N", "4", "--m2", "1", "--lam", "2", "--model", "gaussian", "--steps", "2", "--batch", "8",
+          "--n-steps", "4", "--eval-n-steps", "4", "--eval-batch", "32", "--local-batch", "16", "--laplacian", "none",
+          "--systematic-batch", "0", "--consistency-batch", "0", "--lr-recover", "7", "--out", str(tmp_path / "cli")])
+    assert json.loads((tmp_path / "cli" / "result.json").read_text())["config"]["lr_recover"] == 7
+
 # ---------------------------------------------------------------------------- input that cannot work
 def test_impossible_sizes_and_bad_values_are_refused_by_name(tmp_path):
     with pytest.raises(qrg.QRGInputError, match="batch"):
@@ -239,6 +284,8 @@ def test_impossible_sizes_and_bad_values_are_refused_by_name(tmp_path):
     for bad_average in (1.0, -0.1):
         with pytest.raises(qrg.QRGInputError, match="average"):
             SolveConfig(average=bad_average)
+    with pytest.raises(qrg.QRGInputError, match="lr_recover"):
+        SolveConfig(lr_recover=-1)
     bad = tmp_path / "bad.toml"
     bad.write_bytes(b"N = 16\n\xff\xfe = 3\n")
     with pytest.raises(qrg.QRGInputError, match="UTF-8"):

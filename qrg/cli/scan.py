@@ -43,6 +43,8 @@ _QRG_FLAGS = {
     "lr": dict(type=float, help="qrg: peak learning rate"),
     "average": dict(type=float, help="qrg: average the parameters over this final fraction of the steps "
                     "(0 = off)"),
+    "lr_recover": dict(type=int, help="qrg: double a learning rate halved by a rolled-back step back after this "
+                       "many steps without one (0 = never)"),
     "n_steps": dict(type=int, help="qrg: ODE steps in training"),
     "eval_n_steps": dict(type=int, help="qrg: ODE steps of the final evaluation"),
     "eval_batch": dict(type=int, help="qrg: samples of the final energy evaluation"),

@@ -44,6 +44,8 @@ _FLAGS = {
     "lr_final": dict(type=float, help="final / peak learning rate of the cosine schedule"),
     "average": dict(type=float, help="average the parameters over this final fraction of the steps and "
                     "evaluate the average (0 = off, the default; docs/solver.md)"),
+    "lr_recover": dict(type=int, help="double a learning rate halved by a rolled-back step back after this many "
+                       "steps without one (0 = never, the default; docs/solver.md)"),
     "sample_clip": dict(type=float, help="clip each sample's energy gradient to this many times the batch median "
                         "norm (0 = off, the default; >= 1; docs/solver.md)"),
     "beta_rg": dict(type=float, help="weight of the RG-consistency term (default 0.1; 0 = energy only)"),

@@ -61,7 +61,8 @@ class SolveConfig:
     hidden fields, Σ_c V_c ∗ tanh(Σ_j U_cj ∗ f_j(φ)) (docs/solver.md).
     Optimisation: ``steps``, ``batch`` (samples per step), ``seed``, ``optimizer``, learning rate
     ``lr`` decayed by a cosine schedule to ``lr * lr_final`` after ``warmup`` linear warm-up steps,
-    ``grad_clip`` (global norm, 0 = off), ``sample_clip`` c (each sample's energy gradient clipped to c times the
+    ``grad_clip`` (global norm, 0 = off), ``lr_recover`` K (a learning rate halved after a rolled-back step is
+    doubled back after K steps without one, up to ``lr``; 0 = never, the default), ``sample_clip`` c (each sample's energy gradient clipped to c times the
     batch median norm, :func:`qrg.groundstate.objective.clipped_energy_value_and_grad`; 0 = off), ``beta_rg`` (weight of the RG-consistency term, design §3.4)
     of kind ``consistency`` ("dsm" or "nll", :data:`qrg.groundstate.objective.CONSISTENCY`) with
     ``rg_batch`` kernel draws (t, φ_t) per step from the batch's φ_0 (each φ_0 reused when rg_batch > batch;
@@ -118,6 +119,7 @@ class SolveConfig:
     warmup: int = 10
     grad_clip: float = 0.0
     sample_clip: float = 0.0
+    lr_recover: int = 0
     average: float = 0.0
     beta_rg: float = 0.1
     consistency: str = "dsm"
@@ -149,7 +151,7 @@ class SolveConfig:
         if self.seed >= 2**63:
             raise QRGInputError(f"seed must be an integer in [0, 2**63) (got {self.seed})")
         for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
-                     "consistency_batch", "devices", "eval_max_batch", "hidden"):
+                     "consistency_batch", "devices", "eval_max_batch", "hidden", "lr_recover"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):

@@ -32,7 +32,7 @@ from .transfer import check_transferable, transfer_params
 #: keys of a run's config that must agree with a checkpoint for it to be resumed
 RESUME_KEYS = ("d", "N", "a", "m2", "lam", "model", "scheme", "M", "T", "solver", "n_steps", "rtol", "atol",
                "adjoint", "integrator", "collective", "growth", "pair", "hidden", "batch", "seed", "optimizer", "lr", "lr_final", "warmup",
-               "grad_clip", "sample_clip", "average", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
+               "grad_clip", "sample_clip", "lr_recover", "average", "beta_rg", "consistency", "rg_batch", "init", "control_variates", "cv_decay")
 
 
 def check_memory(cfg, available: int | None = None) -> None:
@@ -289,7 +289,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 checkpointer=None if out is None or not is_main_process() else (lambda s: run_.save(out, s)),
                 progress=_progress(cfg, state.step) if progress else None,
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
-                average_from=average_from(cfg, schedule_steps))
+                average_from=average_from(cfg, schedule_steps), lr_recover=cfg.lr_recover)
     state = run(loop, state, cfg.steps, key_train)
     result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record)
     if cfg.consistency_batch:

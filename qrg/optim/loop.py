@@ -15,7 +15,9 @@ current learning-rate factor. The loop (:func:`run`) applies it under one policy
   return to the last state whose loss was finite (the one just evaluated), the learning-rate
   factor is halved and the event is recorded; after ``max_failures`` consecutive failures, or
   ``max_failures`` halvings in all, the run stops with status ``"diverged"``, keeping the last
-  good state;
+  good state; with ``lr_recover`` = K > 0 the factor is doubled back (up to 1) after every K accepted
+  steps without a failure (the policy of dynamic loss scaling: a rare heavy-tailed batch, e.g. in the
+  first steps from a poor start, otherwise lowers the learning rate for the rest of the run);
 * the key of step s is ``fold_in(key, s)`` (``key_schedule="fold_in"``: a resumed run is
   bit-identical) or the next split of a carried key (``"split"``);
 * with a ``checkpointer`` the state is saved every ``checkpoint_every`` steps and at the end;
@@ -236,6 +238,7 @@ class Loop:
     stop: Callable[[LoopState], bool] | None = None  # e.g. a wall-time budget: stop when it returns True
     divergence: DivergenceGuard | None = None
     average_from: int | None = None  # average the parameters of the accepted steps from this step on
+    lr_recover: int = 0  # double a halved learning-rate factor back after this many steps without a failure (0 = never)
 
     def averages(self, state: LoopState) -> bool:
         return self.average_from is not None and state.step >= self.average_from
@@ -268,7 +271,19 @@ def _accept(loop: Loop, state: LoopState, new, loss, aux, gnorm) -> dict:
         state.n_average += 1
     if loop.divergence is not None:
         loop.divergence.observe(state, float(loss))
+    if loop.lr_recover and state.lr_scale < 1.0:
+        _recover_lr(loop, state)
     return record
+
+
+def _recover_lr(loop: Loop, state: LoopState) -> None:
+    """Double the learning-rate factor back once ``lr_recover`` steps have passed since it last changed (its last
+    event: a halving or an earlier doubling; the events are in the checkpoint, so a resumed run does the same)."""
+    last = max((e["step"] for e in state.events if "lr_scale" in e), default=-1)
+    if state.step - last >= loop.lr_recover:
+        state.lr_scale = min(1.0, 2.0 * state.lr_scale)
+        state.events.append({"step": state.step, "event": f"{state.step - last} steps without a failure: learning "
+                             "rate doubled back", "lr_scale": state.lr_scale})
 
 
 @jax.jit
