@@ -120,7 +120,7 @@ def test_resume_killed_during_a_new_point_keeps_the_finished_ones(first, tmp_pat
     the list then, so that a resumed scan killed during a new point loses none of them."""
     import shutil
 
-    import qrg.scan as scan_module
+    import qrg.scan.run as scan_module  # the module whose scan() calls _compute_point
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -471,6 +471,13 @@ def test_cli_scan_and_crossing(first, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "m² = 0.5 ± 0.05" in printed
     assert (tmp_path / "N8" / "crossing.png").is_file()
+    # --out DIR: the plots go there (made if missing), not into the first scan's directory
+    assert main(["scan", "--crossing", *dirs, "--phase-diagram", "--out", str(tmp_path / "plots")]) == 0
+    assert {f.name for f in (tmp_path / "plots").iterdir()} == {"crossing.png", "phase_diagram.png"}
+    assert not (tmp_path / "N8" / "phase_diagram.png").exists()
+    (tmp_path / "afile").write_text("")
+    assert main(["scan", "--crossing", *dirs, "--out", str(tmp_path / "afile")]) == 2
+    assert "--out" in capsys.readouterr().err
     assert main(["scan", "--crossing", dirs[0]]) == 2
 
 

@@ -12,7 +12,8 @@
 Prints one table row per point as it finishes (m², E/site, ⟨M²⟩, U4, ⟨|M|⟩, the weight of the
 M > 0 peak, Var(E_loc)) and writes DIR/scan.json, scan.csv, scan.png (docs/scan.md). Negative m²
 lists must be attached to the flag: ``--m2=-1,-0.5``. ``--crossing DIR1 DIR2 ...`` prints the m² where
-the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (or ``--plot PATH``); with
+the U4 curves of neighbouring N cross and writes crossing.png into DIR1 (``--out DIR``: into DIR;
+``--plot PATH``: that file, the other plots beside it); with
 ``--continuum`` also the dimensionless critical coupling f = λ'/μ² of each crossing (normal-ordered
 mass, λ'φ⁴/4 convention) and its extrapolation to λa² → 0 (``qrg.continuum``, continuum.png); with
 ``--phase-diagram`` the critical points m²_c against λ, chains with the continuum asymptote
@@ -32,7 +33,7 @@ import argparse
 import json
 import sys
 
-from .._validation import QRGInputError
+from .._validation import QRGInputError, check_writable_dir
 from . import check_out_file, parse_list
 
 # qrg solve options settable here: flag dest -> (SolveConfig field, argparse kwargs)
@@ -90,7 +91,8 @@ def add_parser(sub) -> None:
     p.add_argument("--vmc-samples", type=int, default=None, help="netket: samples per VMC step")
     p.add_argument("--crossing", nargs="+", default=None, metavar="DIR",
                    help="print the Binder crossings of these scans (different N) and plot U4; no scan is run")
-    p.add_argument("--plot", default=None, help="with --crossing: the plot file (default DIR1/crossing.png)")
+    p.add_argument("--plot", default=None, help="with --crossing: the plot file (default DIR1/crossing.png, or "
+                   "OUT/crossing.png with --out OUT; continuum.png and phase_diagram.png go beside it)")
     p.add_argument("--continuum", action="store_true",
                    help="with --crossing (chains): the critical coupling f = lam'/mu^2 of every crossing and its "
                         "extrapolation to lam*a^2 -> 0, plotted into DIR1/continuum.png (docs/scan.md)")
@@ -242,7 +244,12 @@ def _crossing(args) -> int:
     scans = [read_scan(d) for d in args.crossing]
     if len(scans) < 2:
         raise QRGInputError("--crossing needs at least two scan directories (of different N)")
-    path = check_out_file(args.plot, "--plot") if args.plot else pathlib.Path(args.crossing[0]) / "crossing.png"
+    if args.plot:
+        path = check_out_file(args.plot, "--plot")
+    elif args.out is not None:  # a directory for the plots, made if needed
+        path = check_writable_dir(pathlib.Path(args.out), "--out") / "crossing.png"
+    else:
+        path = pathlib.Path(args.crossing[0]) / "crossing.png"
     found = crossings(scans)
     if not found:
         raise QRGInputError("--crossing: no two scans have the same d, a, lam and method with different N")
