@@ -259,7 +259,7 @@ def test_lr_recover_doubles_a_halved_learning_rate_back_and_resumes_the_same():
 def test_lr_recover_reaches_the_loop_from_solve_and_the_cli(tmp_path):
     """solve(lr_recover=K): a step rolled back in a real solve has its learning rate doubled back K steps later
     (recorded in result.json), and the setting is part of the resume check; `qrg solve --lr-recover K`
-    passes it to the run's config."""
+    passes it to the run's config (and --warmup the warm-up length)."""
     out = tmp_path / "run"
     res = solve(THEORY, out=out, steps=8, lr_recover=3, inject_nan_at=(2,), checkpoint_every=4, **TINY)
     data = json.loads((out / "result.json").read_text())
@@ -269,8 +269,10 @@ def test_lr_recover_reaches_the_loop_from_solve_and_the_cli(tmp_path):
         solve(THEORY, out=out, resume=True, steps=8, lr_recover=4, checkpoint_every=4, **TINY)
     main(["solve", "--N", "4", "--m2", "1", "--lam", "2", "--model", "gaussian", "--steps", "2", "--batch", "8",
           "--n-steps", "4", "--eval-n-steps", "4", "--eval-batch", "32", "--local-batch", "16", "--laplacian", "none",
-          "--systematic-batch", "0", "--consistency-batch", "0", "--lr-recover", "7", "--out", str(tmp_path / "cli")])
-    assert json.loads((tmp_path / "cli" / "result.json").read_text())["config"]["lr_recover"] == 7
+          "--systematic-batch", "0", "--consistency-batch", "0", "--lr-recover", "7", "--warmup", "25",
+          "--out", str(tmp_path / "cli")])
+    cfg = json.loads((tmp_path / "cli" / "result.json").read_text())["config"]
+    assert cfg["lr_recover"] == 7 and cfg["warmup"] == 25
 
 # ---------------------------------------------------------------------------- input that cannot work
 def test_impossible_sizes_and_bad_values_are_refused_by_name(tmp_path):

@@ -459,6 +459,10 @@ def test_cli_scan_and_crossing(first, tmp_path, capsys):
     assert "--steps do not apply to --method dmrg" in capsys.readouterr().err
     assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1", "--T", "0", "--out", str(tmp_path / "x")]) == 2
     assert "T must be > 0" in capsys.readouterr().err  # --T reaches the solve's config
+    assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1", "--warmup=-1", "--out", str(tmp_path / "x")]) == 2
+    assert "warmup must be an integer >= 0" in capsys.readouterr().err  # so do --warmup and --lr-recover
+    assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1", "--lr-recover=-2", "--out", str(tmp_path / "x")]) == 2
+    assert "lr_recover must be an integer >= 0" in capsys.readouterr().err
     # --crossing on two scans of different N
     x = np.array([-1.0, 0.0, 1.0])
     dirs = []

@@ -44,6 +44,7 @@ _QRG_FLAGS = {
     "lr": dict(type=float, help="qrg: peak learning rate"),
     "average": dict(type=float, help="qrg: average the parameters over this final fraction of the steps "
                     "(0 = off)"),
+    "warmup": dict(type=int, help="qrg: steps of the linear warm-up of the learning rate (default 10)"),
     "lr_recover": dict(type=int, help="qrg: double a learning rate halved by a rolled-back step back after this "
                        "many steps without one (0 = never)"),
     "n_steps": dict(type=int, help="qrg: ODE steps in training"),

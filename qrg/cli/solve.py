@@ -42,6 +42,8 @@ _FLAGS = {
     "optimizer": dict(choices=OPTIMIZERS.names(), help="optimiser (default adam)"),
     "lr": dict(type=float, help="peak learning rate"),
     "lr_final": dict(type=float, help="final / peak learning rate of the cosine schedule"),
+    "warmup": dict(type=int, help="steps of the linear warm-up of the learning rate (default 10; 100 at 8x8 "
+                   "near the transition, docs/scan.md)"),
     "average": dict(type=float, help="average the parameters over this final fraction of the steps and "
                     "evaluate the average (0 = off, the default; docs/solver.md)"),
     "lr_recover": dict(type=int, help="double a learning rate halved by a rolled-back step back after this many "
