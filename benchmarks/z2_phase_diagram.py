@@ -32,11 +32,13 @@ DMRG_PAIRS = [("dmrg8_l1", "dmrg16_l1"), ("dmrg16_l1", "dmrg32_l1"), ("dmrg32_l1
               ("dmrg8_l6", "dmrg16_l6"), ("dmrg16_l6", "dmrg32_l6"), ("dmrg32_l6", "dmrg64_l6")]
 SQUARE_SCANS = ["qrg4x4", "qrg8x8"]
 # DMRG scans of the sizes of qrg's chain crossings, per λ
-QRG_DMRG = {2.4: ("dmrg16_fine", "dmrg32_fine"), 6.0: ("dmrg16_l6", "dmrg32_l6")}
+QRG_DMRG = {1.0: ("dmrg16_l1", "dmrg32_l1"), 2.4: ("dmrg16_fine", "dmrg32_fine"), 6.0: ("dmrg16_l6", "dmrg32_l6")}
 # the runs of qrg's chain crossings (docs/scan.md, "qrg's Binder crossing with the averaged runs" at
-# λ = 2.4, with the −0.68 runs of 2026-12-02 on DMRG's finer grid, and "qrg at λ = 6"), as the ``run`` keys of the points.json records (the run directories
+# λ = 2.4, with the −0.68 runs of 2026-12-02 on DMRG's finer grid, "qrg at λ = 6" and "qrg at λ = 1"), as the ``run`` keys of the points.json records (the run directories
 # themselves are not read): (runs of N = 16, runs of N = 32, moments key of runs given without @K)
 QRG_CHAIN_RUNS = {
+    1.0: (["/work/runs/qrg16_l1/points/m2_-0.3", "/work/runs/qrg16_l1/points/m2_-0.32"],
+          ["/work/runs/s14/l1n32_m-0.30", "/work/runs/s14/l1n32_m-0.32"], 4),
     2.4: (["/work/out/s6/m06_T2_h8_4k", "/work/out/s7/m065_lr5_s0", "/work/runs/s14/n16_m068@4",
            "/work/out/s8/m07_avg_s0@4", "/work/out/s8/m07_avg_s1@4", "/work/out/s6/m08_T2_h8_4k_lr5"],
           ["/work/out/s8/n32_m06_avg_s0@4", "/work/out/s7/n32_m065_lr5_s0", "/work/runs/s14/n32_m068@4",
