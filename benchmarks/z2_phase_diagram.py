@@ -33,9 +33,10 @@ DMRG_PAIRS = [("dmrg8_l1", "dmrg16_l1"), ("dmrg16_l1", "dmrg32_l1"), ("dmrg32_l1
 SQUARE_SCANS = ["qrg4x4", "qrg8x8"]
 # DMRG scans of the sizes of qrg's chain crossings, per λ
 QRG_DMRG = {1.0: ("dmrg16_l1", "dmrg32_l1"), 2.4: ("dmrg16_fine", "dmrg32_fine"), 6.0: ("dmrg16_l6", "dmrg32_l6")}
-# the runs of qrg's chain crossings (docs/scan.md, "qrg's Binder crossing with the averaged runs" at
-# λ = 2.4, with the −0.68 runs of 2026-12-02 on DMRG's finer grid, "qrg at λ = 6" and "qrg at λ = 1"), as the ``run`` keys of the points.json records (the run directories
-# themselves are not read): (runs of N = 16, runs of N = 32, moments key of runs given without @K)
+# the runs of qrg's chain crossings (docs/scan.md: "qrg's Binder crossing with the averaged runs" at
+# λ = 2.4 with the −0.68 runs of 2026-12-02 on DMRG's finer grid, "qrg at λ = 6", "qrg at λ = 1"), as the
+# ``run`` keys of the points.json records (the run directories themselves are not read):
+# (runs of N = 16, runs of N = 32, moments key of runs given without @K)
 QRG_CHAIN_RUNS = {
     1.0: (["/work/runs/qrg16_l1/points/m2_-0.3", "/work/runs/qrg16_l1/points/m2_-0.32"],
           ["/work/runs/s14/l1n32_m-0.30", "/work/runs/s14/l1n32_m-0.32"], 4),
