@@ -249,7 +249,7 @@ def plot_continuum(results, path) -> None:
         x = np.array([p["x"] for p in r["points"]])
         f = np.array([p["f"] for p in r["points"]])
         e = np.array([0.0 if p["f_err"] is None else p["f_err"] for p in r["points"]])
-        label = f"{r['method']}, Binder crossing {r['sizes']}"
+        label = f"{r['method']}, " + (r["sizes"] if r["method"] == "idmrg" else f"Binder crossing {r['sizes']}")
         line = ax.errorbar(x, f, yerr=e, marker="os^v"[k % 4], ms=4, lw=0, elinewidth=1, capsize=2, label=label)
         fit = r.get("fit")
         if fit:

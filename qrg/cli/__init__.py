@@ -18,6 +18,7 @@ _COMMANDS = {
     "bench": ".bench",
     "rgflow": ".rgflow",
     "scan": ".scan",
+    "critical": ".critical",
 }
 
 
