@@ -127,7 +127,7 @@ def test_cli_critical_resumes_fits_and_extrapolates_to_the_continuum(tmp_path, c
     assert "f_c (order-1 extrapolation" in out
     assert (tmp_path / "continuum.png").exists()
     crit = json.loads((tmp_path / "lam_2.4" / "critical.json").read_text())
-    assert crit["fit"]["n_points"] == 5 and crit["fit"]["symmetric_m2"]
+    assert crit["fit"]["n_points"] == 5 and not crit["fit"]["symmetric_m2"]
 
 
 def test_cli_critical_runs_idmrg_and_reports_a_missing_fit(tmp_path, capsys):
