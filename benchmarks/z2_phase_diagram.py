@@ -5,8 +5,9 @@
 Collects every Binder crossing this repository has measured: DMRG's from the scans in ``benchmarks/z2``
 (``qrg.scan.binder_crossing`` of the pairs in ``DMRG_PAIRS``: N = 8, 16, 32, 64 at λ = 1, 2.4, 6), qrg's
 chain crossings of N = 16, 32 from the re-evaluated runs in ``benchmarks/z2/points.json`` (the run
-selections of docs/scan.md, through ``z2_point_crossing.py``), and the squares' (qrg 4×4, 8×8 scans, when
-they cross). Prints a table of m²_c(λ) with each qrg crossing's distance from DMRG's on the same m² grid
+selections of docs/scan.md, through ``z2_point_crossing.py``), the squares' (qrg 4×4, 8×8 scans, when
+they cross), and the infinite chain's critical points from iDMRG (``qrg critical --out benchmarks/z2/idmrg``:
+``idmrg/lam_*/critical.json``; no finite-size shift). Prints a table of m²_c(λ) with each qrg crossing's distance from DMRG's on the same m² grid
 (DMRG's scans of the same N restricted to qrg's m² values, so that the comparison is not one of
 interpolation grids) and from the continuum asymptote (``qrg.continuum.continuum_critical_m2``,
 f_c = 11.1097), and plots ``qrg.scan.plot_phase_diagram``.
@@ -31,6 +32,7 @@ DMRG_PAIRS = [("dmrg8_l1", "dmrg16_l1"), ("dmrg16_l1", "dmrg32_l1"), ("dmrg32_l1
               ("dmrg8", "dmrg16"), ("dmrg16_fine", "dmrg32_fine"), ("dmrg32_fine", "dmrg64"),
               ("dmrg8_l6", "dmrg16_l6"), ("dmrg16_l6", "dmrg32_l6"), ("dmrg32_l6", "dmrg64_l6")]
 SQUARE_SCANS = ["qrg4x4", "qrg8x8"]
+IDMRG = Z2 / "idmrg"  # `qrg critical --out` of the infinite chain: lam_<λ>/critical.json
 # DMRG scans of the sizes of qrg's chain crossings, per λ
 QRG_DMRG = {1.0: ("dmrg16_l1", "dmrg32_l1"), 2.4: ("dmrg16_fine", "dmrg32_fine"), 6.0: ("dmrg16_l6", "dmrg32_l6")}
 # the runs of qrg's chain crossings (docs/scan.md: "qrg's Binder crossing with the averaged runs" at
@@ -69,7 +71,13 @@ def main(argv=None):
     for c in squares:
         if c["m2"] is None:
             print(f"squares {c['N']} ({c['method']}, lam = {c['lam']:g}): no crossing: {c['reason']}")
-    rows = plot_phase_diagram(dmrg + ours + squares, args.out)
+    infinite = []
+    for path in sorted(IDMRG.glob("lam_*/critical.json")):
+        c = json.loads(path.read_text())
+        if c.get("fit"):
+            infinite.append({"m2": c["fit"]["m2c"], "err": c["fit"]["m2c_err"], "lam": c["lam"], "a": c["a"], "d": 1,
+                             "method": "idmrg", "N": [0, 0], "sizes": f"N = ∞ (χ ≤ {max(c['chis'])})"})
+    rows = plot_phase_diagram(dmrg + ours + squares + infinite, args.out)
     print("| d | method | sizes | λ | m²_c | − DMRG (same sizes, same m² grid) | − continuum asymptote |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:

@@ -144,6 +144,11 @@ def test_cli_critical_runs_idmrg_and_reports_a_missing_fit(tmp_path, capsys):
     assert "exists: continue with resume" in capsys.readouterr().err
     assert main(args + ["--resume"]) == 0  # nothing recomputed
     assert capsys.readouterr().out.count("\n  m2 = ") == 0
+    assert (tmp_path / "lam_6" / "points.jsonl").read_text().splitlines() == lines  # append-only
+    # resuming with another χ ramp redoes both m² and appends; the earlier records stay in the file
+    assert main(args[:4] + ["--chis", "4,6", "--local-dim", "4", "--out", str(tmp_path), "--resume"]) == 0
+    assert capsys.readouterr().out.count("\n  m2 = ") == 4
+    assert (tmp_path / "lam_6" / "points.jsonl").read_text().splitlines()[:4] == lines
 
 
 def test_cli_critical_bad_input(tmp_path, capsys):
@@ -155,3 +160,20 @@ def test_cli_critical_bad_input(tmp_path, capsys):
     assert "lam (quartic coupling" in capsys.readouterr().err
     assert main(["critical", "--lam", "6", "--chis", "32,16", "--out", str(tmp_path)]) == 2
     assert "chis must be strictly increasing" in capsys.readouterr().err
+
+
+def test_cli_critical_fit_only_uses_every_chi_and_never_rewrites_the_records(tmp_path, capsys):
+    from qrg.cli import main
+    from qrg.continuum import continuum_critical_m2
+
+    _write_records(tmp_path / "lam_6", 6.0, continuum_critical_m2(6.0), chis=(16, 32))  # not the default 16, 32, 48
+    before = (tmp_path / "lam_6" / "points.jsonl").read_bytes()
+    assert main(["critical", "--lam", "6", "--out", str(tmp_path), "--fit-only"]) == 0
+    out = capsys.readouterr().out
+    assert "\n  m2 = " not in out and "m2_c = " in out
+    crit = json.loads((tmp_path / "lam_6" / "critical.json").read_text())
+    assert crit["chis"] == [16, 32] and crit["fit"]["n_points"] == 5
+    # --resume with the default chis finds no complete ramp; the records stay on disk, untouched by the fit
+    assert (tmp_path / "lam_6" / "points.jsonl").read_bytes() == before
+    assert main(["critical", "--lam", "2.4", "--out", str(tmp_path), "--fit-only"]) == 2
+    assert "fit_only: no records of lam = 2.4" in capsys.readouterr().err

@@ -230,14 +230,16 @@ def default_m2_grid(lam: float, a: float = 1.0) -> list[float]:
 
 
 def critical_point(lam: float, m2_values=None, *, chis=(16, 32, 48), local_dim: int = 8, a: float = 1.0,
-                   out=None, resume: bool = False, on_record=None, **options) -> dict:
+                   out=None, resume: bool = False, fit_only: bool = False, on_record=None, **options) -> dict:
     """The infinite chain's critical point at coupling λ: iDMRG at every m² of the grid (default
     :func:`default_m2_grid`), each ramped through ``chis`` (warm-started), then
     :func:`order_parameter_critical_point`. With ``out`` (a directory) every record is appended to
-    ``out/points.jsonl`` as it is computed and the result written to ``out/critical.json``; ``resume``
-    keeps the records already there (an m² whose ramp is incomplete is redone). Returns ``{"lam", "a",
-    "chis", "local_dim", "points", "fit", "wall_time_s"}`` (``fit`` None with a ``reason`` if too few
-    broken-phase points)."""
+    ``out/points.jsonl`` as it is computed (the file is only ever appended to) and the result written to
+    ``out/critical.json``; ``resume`` keeps the records already there whose m² has the whole χ ramp (an m²
+    whose ramp was cut is redone; the latest record of an (m², χ) counts), and ``fit_only`` computes nothing
+    and fits every record there of this λ, a and ``local_dim`` (any χ: the largest per m² is used).
+    Returns ``{"lam", "a", "chis", "local_dim", "points", "fit", "reason", "wall_time_s"}`` (``fit`` None
+    with a ``reason`` if too few broken-phase points)."""
     import json
     import pathlib
 
@@ -257,14 +259,27 @@ def critical_point(lam: float, m2_values=None, *, chis=(16, 32, 48), local_dim: 
         out = pathlib.Path(out)
         check_writable_dir(out, "out")
         path = out / "points.jsonl"
-        if path.exists() and not resume:
+        if path.exists() and not (resume or fit_only):
             raise QRGInputError(f"{str(path)!r} exists: continue with resume (--resume) or choose another out")
-        if resume and path.exists():
-            keep = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            keep = [r for r in keep if r["lam"] == lam and r["a"] == a and r["local_dim"] == local_dim]
-            done = {m2 for m2 in {r["m2"] for r in keep} if {r["chi"] for r in keep if r["m2"] == m2} >= set(chis)}
-            records = [r for r in keep if r["m2"] in done and r["chi"] in chis]
-        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        if (resume or fit_only) and path.exists():
+            latest = {}
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    r = json.loads(line)
+                    if r["lam"] == lam and r["a"] == a and r["local_dim"] == local_dim:
+                        latest[(r["m2"], r["chi"])] = r
+            keep = list(latest.values())
+            if fit_only:
+                records = keep
+            else:
+                done = {m2 for m2 in {r["m2"] for r in keep} if {r["chi"] for r in keep if r["m2"] == m2} >= set(chis)}
+                records = [r for r in keep if r["m2"] in done and r["chi"] in chis]
+    if fit_only:
+        if not records:
+            raise QRGInputError(f"fit_only: no records of lam = {lam}, a = {a}, local_dim = {local_dim} in "
+                                f"{str(path) if path else 'out (None)'!r}")
+        grid = []
+        chis = sorted({r["chi"] for r in records})
     done_m2 = {r["m2"] for r in records}
     for m2 in grid:
         if m2 in done_m2:

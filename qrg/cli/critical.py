@@ -9,6 +9,7 @@ mass, :mod:`qrg.continuum`) are extrapolated to λa² → 0 and plotted (docs/sc
 
     qrg critical --lam 2.4 --out runs/crit                      # default grid around the expected point
     qrg critical --lam 1,2.4,6 --chis 16,32,48 --out runs/crit  # + f_c, continuum.png
+    qrg critical --lam 1,2.4,6 --out runs/crit --fit-only       # refit what is there, compute nothing
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True,
                    help="directory: lam_<λ>/points.jsonl, critical.json; continuum.json/png")
     p.add_argument("--resume", action="store_true", help="keep the records already in --out")
+    p.add_argument("--fit-only", action="store_true",
+                   help="compute nothing: fit every record in --out of each --lam (any chi; e.g. after adding points)")
     p.set_defaults(run=run)
 
 
@@ -58,7 +61,7 @@ def run(args) -> int:
                   flush=True)
 
         res = critical_point(lam, m2, chis=chis, local_dim=args.local_dim, a=args.a, out=out / f"lam_{lam:g}",
-                             resume=args.resume, on_record=show)
+                             resume=args.resume, fit_only=args.fit_only, on_record=show)
         fit = res["fit"]
         if fit is None:
             print(f"  no critical point: {res['reason']}")

@@ -68,7 +68,7 @@ def plot_scans(scans, path, crossing_list=None) -> list[dict]:
     if crossing_list is None:
         crossing_list = crossings(data)
     fig, ax = plt.subplots(figsize=(6.8, 4.6))
-    markers = {"qrg": "o", "dmrg": "s", "netket": "^"}
+    markers = {"qrg": "o", "dmrg": "s", "netket": "^", "idmrg": "*"}
     for s in sorted(data, key=lambda s: (s["method"], s["N"])):
         x, y, e = _series(s, "U4")
         if x.size:
@@ -117,7 +117,7 @@ def plot_phase_diagram(crossing_list, path, *, continuum_f: float | None = None)
     dims = sorted({r["d"] for r in rows})
     fig, axes = plt.subplots(2, len(dims), figsize=(6.4 * len(dims), 6.6), squeeze=False,
                              gridspec_kw={"height_ratios": [3.0, 1.5]})
-    markers = {"qrg": "o", "dmrg": "s", "netket": "^"}
+    markers = {"qrg": "o", "dmrg": "s", "netket": "^", "idmrg": "*"}
     f_c = PUBLISHED[0][0] if continuum_f is None else float(continuum_f)
     for ax, low, d in zip(axes[0], axes[1], dims):
         sub = [r for r in rows if r["d"] == d]
@@ -132,7 +132,8 @@ def plot_phase_diagram(crossing_list, path, *, continuum_f: float | None = None)
             err = np.array([0.0 if r["err"] is None else r["err"] for r in pts])
             shift = 0.012 * (k - (len(series) - 1) / 2) * max(lam_max, 1.0)  # side by side, not on top
             line = ax.errorbar(lam + shift, m2, yerr=err, marker=markers.get(method, "D"), ms=4, lw=0.8,
-                               elinewidth=1, capsize=2, label=f"{method}, Binder crossing {sizes}")
+                               elinewidth=1, capsize=2,
+                               label=f"{method}, " + (sizes if method == "idmrg" else f"Binder crossing {sizes}"))
             if d == 1:  # the distance to the continuum asymptote: the lattice artefact and the finite size
                 asym = np.array([continuum_critical_m2(r["lam"], a=r["a"], f=f_c) for r in pts])
                 low.errorbar(lam + shift, m2 - asym, yerr=err, marker=markers.get(method, "D"), ms=4, lw=0.8,
