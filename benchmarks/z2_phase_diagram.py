@@ -76,7 +76,7 @@ def main(argv=None):
         c = json.loads(path.read_text())
         if c.get("fit"):
             infinite.append({"m2": c["fit"]["m2c"], "err": c["fit"]["m2c_err"], "lam": c["lam"], "a": c["a"], "d": 1,
-                             "method": "idmrg", "N": [0, 0], "sizes": f"N = ∞ (χ ≤ {max(c['chis'])})"})
+                             "method": "idmrg", "N": [0, 0], "sizes": "N = ∞ (iDMRG)"})
     rows = plot_phase_diagram(dmrg + ours + squares + infinite, args.out)
     print("| d | method | sizes | λ | m²_c | − DMRG (same sizes, same m² grid) | − continuum asymptote |")
     print("|---|---|---|---|---|---|---|")

@@ -177,3 +177,13 @@ def test_cli_critical_fit_only_uses_every_chi_and_never_rewrites_the_records(tmp
     assert (tmp_path / "lam_6" / "points.jsonl").read_bytes() == before
     assert main(["critical", "--lam", "2.4", "--out", str(tmp_path), "--fit-only"]) == 2
     assert "fit_only: no records of lam = 2.4" in capsys.readouterr().err
+
+
+def test_order_parameter_fit_leaves_out_an_unconverged_point():
+    m2s = [-0.685, -0.69, -0.70, -0.72, -0.75]
+    pts = _synthetic(-0.6774, m2s, corr=0.0)
+    base = order_parameter_critical_point(pts)
+    bad = [{"m2": -0.679, "chi": 16, "phi": 0.9, "converged": True}, {"m2": -0.679, "chi": 32, "phi": 0.9, "converged": False}]
+    fit = order_parameter_critical_point(pts + bad)
+    assert fit["unconverged_m2"] == [-0.679] and fit["n_points"] == 5
+    assert fit["m2c"] == pytest.approx(base["m2c"], abs=1e-12)

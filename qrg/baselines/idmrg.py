@@ -176,16 +176,21 @@ def order_parameter_critical_point(points, *, beta: float = BETA, min_phi: float
     corrections to scaling multiply the power law. The estimate is the one-correction fit of all broken
     points; its error is the quadrature sum of the changes (separate systematics) under (a) a second
     correction, (b) dropping the farthest point, (c) dropping the nearest point, (d) the next smaller χ's
-    ⟨φ⟩ (the bond-dimension error). Returns ``{"m2c", "m2c_err", "fits", "m2", "phi", "phi_chi_shift",
-    "chi", "symmetric_m2", "n_points"}``.
+    ⟨φ⟩ (the bond-dimension error). An m² whose largest-χ record did not converge (``converged`` false:
+    near the transition iDMRG can need more than ``max_sweeps``) is left out and listed in
+    ``unconverged_m2``. Returns ``{"m2c", "m2c_err", "fits", "m2", "phi", "phi_chi_shift", "chi",
+    "symmetric_m2", "unconverged_m2", "n_points"}``.
     """
     by_m2: dict[float, list] = {}
     for r in points:
         by_m2.setdefault(float(r["m2"]), []).append(r)
-    rows = []
+    rows, unconverged = [], []
     for m2, rs in sorted(by_m2.items()):
         rs = sorted(rs, key=lambda r: r["chi"])
         top = rs[-1]
+        if not top.get("converged", True):  # the largest χ's state is not a ground state: leave the m² out
+            unconverged.append(m2)
+            continue
         prev = rs[-2] if len(rs) > 1 else None
         rows.append((m2, abs(top["phi"]), None if prev is None else abs(prev["phi"]), top["chi"]))
     broken = [r for r in rows if r[1] >= min_phi]
@@ -210,7 +215,8 @@ def order_parameter_critical_point(points, *, beta: float = BETA, min_phi: float
     return {"m2c": main, "m2c_err": float(np.sqrt(np.sum(np.square(shifts)))) if shifts else None, "fits": fits,
             "m2": m2.tolist(), "phi": phi.tolist(),
             "phi_chi_shift": [None if r[2] is None else r[1] - r[2] for r in broken],
-            "chi": [r[3] for r in broken], "symmetric_m2": symmetric, "n_points": len(broken)}
+            "chi": [r[3] for r in broken], "symmetric_m2": symmetric, "unconverged_m2": unconverged,
+            "n_points": len(broken)}
 
 
 #: default m² grid of :func:`critical_point`: m²_as + μ²_as × these, with m²_as the continuum asymptote
@@ -312,7 +318,7 @@ def continuum_from_idmrg(results, order: int = 1) -> dict:
     from ..continuum import continuum_from_crossings
 
     crossings = [{"m2": r["fit"]["m2c"], "err": r["fit"]["m2c_err"], "lam": r["lam"], "a": r["a"], "d": 1,
-                  "method": "idmrg", "N": [0, 0], "sizes": f"N = ∞ (iDMRG, χ ≤ {max(r['chis'])})"}
+                  "method": "idmrg", "N": [0, 0], "sizes": "N = ∞ (iDMRG)"}
                  for r in results if r.get("fit")]
     if not crossings:
         raise QRGInputError("no critical point to convert: every lam lacked a fit")

@@ -68,6 +68,8 @@ def run(args) -> int:
         else:
             print(f"  m2_c = {fit['m2c']:.6f} ± {fit['m2c_err']:.6f} (fits: "
                   + ", ".join(f"{k} {v:.6f}" for k, v in fit["fits"].items() if v is not None) + ")")
+            if fit["unconverged_m2"]:
+                print(f"  left out (largest chi not converged): m2 = {fit['unconverged_m2']}")
         results.append(res)
     fitted = [r for r in results if r["fit"]]
     if fitted:
