@@ -31,7 +31,7 @@ Z2 = pathlib.Path(__file__).resolve().parent / "z2"
 DMRG_PAIRS = [("dmrg8_l1", "dmrg16_l1"), ("dmrg16_l1", "dmrg32_l1"), ("dmrg32_l1", "dmrg64_l1"),
               ("dmrg8", "dmrg16"), ("dmrg16_fine", "dmrg32_fine"), ("dmrg32_fine", "dmrg64"),
               ("dmrg8_l6", "dmrg16_l6"), ("dmrg16_l6", "dmrg32_l6"), ("dmrg32_l6", "dmrg64_l6")]
-SQUARE_SCANS = ["qrg4x4", "qrg8x8"]
+SQUARE_SCANS = ["qrg4x4", "qrg8x8_w100"]  # the 8×8 points trained with --warmup 100 (docs/scan.md)
 IDMRG = Z2 / "idmrg"  # `qrg critical --out` of the infinite chain: lam_<λ>/critical.json
 # DMRG scans of the sizes of qrg's chain crossings, per λ
 QRG_DMRG = {1.0: ("dmrg16_l1", "dmrg32_l1"), 2.4: ("dmrg16_fine", "dmrg32_fine"), 6.0: ("dmrg16_l6", "dmrg32_l6")}
