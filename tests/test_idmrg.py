@@ -80,8 +80,8 @@ def test_order_parameter_fit_reports_the_bond_dimension_error():
 
 
 def test_order_parameter_fit_needs_broken_points_below_the_symmetric_ones():
-    with pytest.raises(QRGInputError, match="at least 4 broken-phase points"):
-        order_parameter_critical_point(_synthetic(-0.6774, [-0.60, -0.65, -0.69, -0.70]))
+    with pytest.raises(QRGInputError, match="at least 5 converged broken-phase points"):
+        order_parameter_critical_point(_synthetic(-0.6774, [-0.60, -0.65, -0.69, -0.70, -0.72, -0.75]))
     pts = _synthetic(-0.6774, [-0.685, -0.69, -0.70, -0.72, -0.75]) + [{"m2": -0.71, "chi": 32, "phi": 0.0}]
     with pytest.raises(QRGInputError, match="symmetric point"):
         order_parameter_critical_point(pts)
@@ -137,7 +137,7 @@ def test_cli_critical_runs_idmrg_and_reports_a_missing_fit(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert out.count("\n  m2 = ") == 4  # two m², two χ each
-    assert "no critical point: the order-parameter fit needs at least 4 broken-phase points" in out
+    assert "no critical point: the order-parameter fit needs at least 5 converged broken-phase points" in out
     lines = (tmp_path / "lam_6" / "points.jsonl").read_text().splitlines()
     assert len(lines) == 4
     assert main(args) == 2  # the directory holds records: refused without --resume

@@ -134,6 +134,7 @@ def infinite_chain_state(lam: float, m2: float, *, a: float = 1.0, chi: int = 32
 
 
 BETA = 0.125  # the order-parameter exponent of the 2D Ising class (the 1+1D φ⁴ transition)
+MIN_POINTS = 5  # broken points the fit needs: the two-correction variant has 4 parameters
 
 
 def _profile_fit(m2, phi, n_corr: int, beta: float, upper: float | None) -> float | None:
@@ -195,9 +196,11 @@ def order_parameter_critical_point(points, *, beta: float = BETA, min_phi: float
         rows.append((m2, abs(top["phi"]), None if prev is None else abs(prev["phi"]), top["chi"]))
     broken = [r for r in rows if r[1] >= min_phi]
     symmetric = [r[0] for r in rows if r[1] < min_phi]
-    if len(broken) < 4:
-        raise QRGInputError(f"the order-parameter fit needs at least 4 broken-phase points (|phi| >= {min_phi}); "
-                            f"got {len(broken)} at m2 = {[r[0] for r in broken]}")
+    if len(broken) < MIN_POINTS:
+        left = f"; left out as not converged: m2 = {unconverged}" if unconverged else ""
+        raise QRGInputError(f"the order-parameter fit needs at least {MIN_POINTS} converged broken-phase points "
+                            f"(|phi| >= {min_phi}; fewer leave its error without the variant fits); got "
+                            f"{len(broken)} at m2 = {[r[0] for r in broken]}{left}")
     if symmetric and min(symmetric) < max(r[0] for r in broken):
         raise QRGInputError(f"a symmetric point (m2 = {min(symmetric)}) lies below a broken one "
                             f"(m2 = {max(r[0] for r in broken)}): not one transition; check convergence")
