@@ -82,7 +82,9 @@ def run(args) -> int:
             if g["fit"]:
                 fit = g["fit"]
                 err = "" if fit["fc_err"] is None else f" ± {fit['fc_err']:.4f}"
-                print(f"f_c (order-{fit['order']} extrapolation to lam*a^2 -> 0) = {fit['fc']:.4f}{err}")
+                chi2 = "" if fit["chi2_dof"] is None else f" (chi2/dof = {fit['chi2_dof']:.2f}: well above 1, try --order 2)" \
+                    if fit["chi2_dof"] > 1.5 else f" (chi2/dof = {fit['chi2_dof']:.2f})"
+                print(f"f_c (order-{fit['order']} extrapolation to lam*a^2 -> 0) = {fit['fc']:.4f}{err}{chi2}")
             elif g["reason"]:
                 print(f"no extrapolation: {g['reason']}")
         (out / "continuum.json").write_text(json.dumps(cont, indent=1) + "\n")
