@@ -7,8 +7,8 @@ Collects every Binder crossing this repository has measured: DMRG's from the sca
 chain crossings of N = 16, 32 from the re-evaluated runs in ``benchmarks/z2/points.json`` (the run
 selections of docs/scan.md, through ``z2_point_crossing.py``), the squares' (qrg 4×4, 8×8 scans, when
 they cross), and the infinite chain's critical points from iDMRG (``qrg critical --out benchmarks/z2/idmrg``:
-``idmrg/lam_*/critical.json``; no finite-size shift). Prints a table of m²_c(λ) with each qrg crossing's distance from DMRG's on the same m² grid
-(DMRG's scans of the same N restricted to qrg's m² values, so that the comparison is not one of
+``idmrg/lam_*/critical.json``; no finite-size shift). Prints a table of m²_c(λ) with each qrg crossing's
+distance from DMRG's on the same m² grid (DMRG's scans of the same N restricted to qrg's m² values, so that the comparison is not one of
 interpolation grids) and from the continuum asymptote (``qrg.continuum.continuum_critical_m2``,
 f_c = 11.1097), and plots ``qrg.scan.plot_phase_diagram``.
 """
@@ -21,6 +21,7 @@ import pathlib
 
 from z2_point_crossing import pick, qrg_curve
 
+from qrg.baselines.idmrg import as_crossing
 from qrg.continuum import continuum_critical_m2
 from qrg.scan import binder_crossing, crossings, plot_phase_diagram, read_scan
 
@@ -71,12 +72,8 @@ def main(argv=None):
     for c in squares:
         if c["m2"] is None:
             print(f"squares {c['N']} ({c['method']}, lam = {c['lam']:g}): no crossing: {c['reason']}")
-    infinite = []
-    for path in sorted(IDMRG.glob("lam_*/critical.json")):
-        c = json.loads(path.read_text())
-        if c.get("fit"):
-            infinite.append({"m2": c["fit"]["m2c"], "err": c["fit"]["m2c_err"], "lam": c["lam"], "a": c["a"], "d": 1,
-                             "method": "idmrg", "N": [0, 0], "sizes": "N = ∞ (iDMRG)"})
+    infinite = [as_crossing(c) for c in (json.loads(p.read_text()) for p in sorted(IDMRG.glob("lam_*/critical.json")))
+                if c.get("fit")]
     rows = plot_phase_diagram(dmrg + ours + squares + infinite, args.out)
     print("| d | method | sizes | λ | m²_c | − DMRG (same sizes, same m² grid) | − continuum asymptote |")
     print("|---|---|---|---|---|---|---|")

@@ -234,6 +234,12 @@ def continuum_from_crossings(crossing_list, order: int = 1) -> list[dict]:
     return out
 
 
+def series_label(method: str, sizes: str) -> str:
+    """Legend label of a series of critical points: Binder crossings of ``sizes``, or (``idmrg``) the
+    infinite chain, which has no crossing."""
+    return f"{method}, " + (sizes if method == "idmrg" else f"Binder crossing {sizes}")
+
+
 def plot_continuum(results, path) -> None:
     """f = λ'/μ² of each lattice critical point against λa², the fits extrapolated to 0, and the published values."""
     import pathlib
@@ -249,8 +255,8 @@ def plot_continuum(results, path) -> None:
         x = np.array([p["x"] for p in r["points"]])
         f = np.array([p["f"] for p in r["points"]])
         e = np.array([0.0 if p["f_err"] is None else p["f_err"] for p in r["points"]])
-        label = f"{r['method']}, " + (r["sizes"] if r["method"] == "idmrg" else f"Binder crossing {r['sizes']}")
-        line = ax.errorbar(x, f, yerr=e, marker="os^v"[k % 4], ms=4, lw=0, elinewidth=1, capsize=2, label=label)
+        line = ax.errorbar(x, f, yerr=e, marker="os^v"[k % 4], ms=4, lw=0, elinewidth=1, capsize=2,
+                           label=series_label(r["method"], r["sizes"]))
         fit = r.get("fit")
         if fit:
             xs = np.linspace(0.0, xmax * 1.05, 100)

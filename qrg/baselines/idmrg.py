@@ -60,11 +60,8 @@ def infinite_chain_model(lam: float, m2: float, *, a: float = 1.0, local_dim: in
     from ..theory import Phi4
 
     lb = local_basis(Phi4.chain(BASIS_N, m2 if basis_m2 is None else basis_m2, lam, a), local_dim, basis=basis)
-    if basis_m2 is not None:  # the basis of another m²: the on-site Hamiltonian is still this m²'s
-        mass = float(a)
-        h = lb.pi2 / (2.0 * mass) + mass * (0.5 * (m2 + 2.0 / a**2) * lb.phi2 + (lam / 24.0) * lb.phi4)
-    else:
-        h = lb.h_site
+    # the on-site Hamiltonian is this m²'s even in the basis of another: h_site differs by ½ M Δm² φ² (M = a)
+    h = lb.h_site if basis_m2 is None else lb.h_site + 0.5 * float(a) * (m2 - basis_m2) * lb.phi2
     site = Site(npc.LegCharge.from_trivial(local_dim), [str(i) for i in range(local_dim)],
                 phi=lb.phi, phi2=lb.phi2, hsite=h)
     lat = Chain(2, site, bc="periodic", bc_MPS="infinite")
@@ -86,7 +83,8 @@ def infinite_chain_state(lam: float, m2: float, *, a: float = 1.0, chi: int = 32
     """Ground state of the infinite chain at bond dimension χ by iDMRG. Returns ``(record, psi)``.
 
     ``init``: None (a product state tilted to φ > 0, so the broken phase picks that vacuum) or an
-    infinite MPS of the same local basis to continue from (a neighbouring m² or a smaller χ; it is copied).
+    infinite MPS to continue from (it is copied): a smaller χ at this m², or a neighbouring m² run with
+    the same ``basis_m2`` (the local basis depends on it: a state of another basis is only a start).
     ``record``: ``energy_per_site`` (the iDMRG energy per site), ``phi`` (⟨φ⟩, unit-cell average),
     ``phi2`` (⟨φ²⟩), ``xi`` (correlation length in lattice sites, from the transfer matrix), ``entropy``
     (half-chain entanglement entropy), ``sweeps``, ``converged`` (energy change below ``e_tol`` and
@@ -139,9 +137,9 @@ MIN_POINTS = 5  # broken points the fit needs: the two-correction variant has 4 
 
 def _profile_fit(m2, phi, n_corr: int, beta: float, upper: float | None) -> float | None:
     """m²_c minimising the residual of log φ = c₀ + β log t + c₁ t + … + c_K t^K (t = m²_c − m²,
-    K = n_corr) over m²_c above the data (and below ``upper``, a symmetric point); for fixed m²_c the model is linear
-    in the c's, so m²_c is found by a bounded scalar search of the profiled residual. None when there are
-    not more points than parameters."""
+    K = n_corr) over m²_c above the data (and below ``upper``, a symmetric point); for fixed m²_c the model
+    is linear in the c's, so m²_c is found by a bounded scalar search of the profiled residual. None when
+    there are not more points than parameters."""
     from scipy.optimize import minimize_scalar
 
     m2, y = np.asarray(m2, dtype=float), np.log(np.asarray(phi, dtype=float))
@@ -314,15 +312,21 @@ def critical_point(lam: float, m2_values=None, *, chis=(16, 32, 48), local_dim: 
     return result
 
 
+def as_crossing(result) -> dict:
+    """A fitted :func:`critical_point` result (or its ``critical.json``) as a crossing-like dict of
+    :func:`qrg.scan.crossings` (``N = ∞``), for :mod:`qrg.continuum` and :func:`qrg.scan.plot_phase_diagram`."""
+    fit = result["fit"]
+    return {"m2": fit["m2c"], "err": fit["m2c_err"], "lam": result["lam"], "a": result["a"], "d": 1,
+            "method": "idmrg", "N": [0, 0], "sizes": "N = ∞ (iDMRG)"}
+
+
 def continuum_from_idmrg(results, order: int = 1) -> dict:
     """f = λ'/μ² of each infinite-chain critical point (:func:`critical_point` results with a fit) and, with
     order + 1 values of λa² or more, the extrapolation to λa² → 0
     (:func:`qrg.continuum.continuum_from_crossings`)."""
     from ..continuum import continuum_from_crossings
 
-    crossings = [{"m2": r["fit"]["m2c"], "err": r["fit"]["m2c_err"], "lam": r["lam"], "a": r["a"], "d": 1,
-                  "method": "idmrg", "N": [0, 0], "sizes": "N = ∞ (iDMRG)"}
-                 for r in results if r.get("fit")]
+    crossings = [as_crossing(r) for r in results if r.get("fit")]
     if not crossings:
         raise QRGInputError("no critical point to convert: every lam lacked a fit")
     groups = continuum_from_crossings(crossings, order=order)

@@ -109,7 +109,7 @@ def plot_phase_diagram(crossing_list, path, *, continuum_f: float | None = None)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..continuum import PUBLISHED, continuum_critical_m2
+    from ..continuum import PUBLISHED, continuum_critical_m2, series_label
 
     rows = phase_diagram_rows(crossing_list)
     if not rows:
@@ -132,8 +132,7 @@ def plot_phase_diagram(crossing_list, path, *, continuum_f: float | None = None)
             err = np.array([0.0 if r["err"] is None else r["err"] for r in pts])
             shift = 0.012 * (k - (len(series) - 1) / 2) * max(lam_max, 1.0)  # side by side, not on top
             line = ax.errorbar(lam + shift, m2, yerr=err, marker=markers.get(method, "D"), ms=4, lw=0.8,
-                               elinewidth=1, capsize=2,
-                               label=f"{method}, " + (sizes if method == "idmrg" else f"Binder crossing {sizes}"))
+                               elinewidth=1, capsize=2, label=series_label(method, sizes))
             if d == 1:  # the distance to the continuum asymptote: the lattice artefact and the finite size
                 asym = np.array([continuum_critical_m2(r["lam"], a=r["a"], f=f_c) for r in pts])
                 low.errorbar(lam + shift, m2 - asym, yerr=err, marker=markers.get(method, "D"), ms=4, lw=0.8,
