@@ -187,3 +187,13 @@ def test_order_parameter_fit_leaves_out_an_unconverged_point():
     fit = order_parameter_critical_point(pts + bad)
     assert fit["unconverged_m2"] == [-0.679] and fit["n_points"] == 5
     assert fit["m2c"] == pytest.approx(base["m2c"], abs=1e-12)
+
+
+def test_a_stable_order_parameter_counts_as_converged():
+    # s_tol = 0 can never be met: the state converges through the energy and ⟨φ⟩'s stability alone
+    rec, _ = infinite_chain_state(6.0, -3.0, chi=8, local_dim=6, s_tol=0.0, max_sweeps=200)
+    assert rec["converged"] and rec["sweeps"] < 200
+    assert rec["phi_spread"] is not None and rec["phi_spread"] < 1e-4
+    # with phi_tol = 0 as well nothing passes: the run stops at max_sweeps and says it did not converge
+    rec, _ = infinite_chain_state(6.0, -3.0, chi=8, local_dim=6, s_tol=0.0, phi_tol=0.0, max_sweeps=60)
+    assert not rec["converged"] and rec["sweeps"] > 60

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from .._validation import QRGInputError
+from .._validation import QRGInputError, check_int
 from . import check_out_dir, parse_list
 
 
@@ -30,6 +30,9 @@ def add_parser(sub) -> None:
                                               "continuum asymptote of the critical line)")
     p.add_argument("--chis", default="16,32,48", help="increasing bond dimensions of each ramp (default 16,32,48)")
     p.add_argument("--local-dim", type=int, default=8, help="states per site (default 8)")
+    p.add_argument("--max-sweeps", type=int, default=1000,
+                   help="iDMRG sweeps per state before it is recorded as not converged (default 1000; near the "
+                        "transition more are needed)")
     p.add_argument("--order", type=int, default=1, help="polynomial order in λa² of the f_c extrapolation")
     p.add_argument("--out", required=True,
                    help="directory: lam_<λ>/points.jsonl, critical.json; continuum.json/png")
@@ -57,11 +60,13 @@ def run(args) -> int:
 
         def show(r):
             print(f"  m2 = {r['m2']:+.6f} chi = {r['chi']:3d}  <phi> = {r['phi']:+.7f}  xi = {r['xi']:8.3f}  "
-                  f"E/site = {r['energy_per_site']:.12f}  sweeps {r['sweeps']:4d}  {r['wall_time_s']:6.1f} s",
+                  f"E/site = {r['energy_per_site']:.12f}  sweeps {r['sweeps']:4d}  {r['wall_time_s']:6.1f} s"
+                  + ("" if r["converged"] else "  (not converged)"),
                   flush=True)
 
         res = critical_point(lam, m2, chis=chis, local_dim=args.local_dim, a=args.a, out=out / f"lam_{lam:g}",
-                             resume=args.resume, fit_only=args.fit_only, on_record=show)
+                             resume=args.resume, fit_only=args.fit_only, on_record=show,
+                             max_sweeps=check_int("--max-sweeps", args.max_sweeps, minimum=10))
         fit = res["fit"]
         if fit is None:
             print(f"  no critical point: {res['reason']}")
