@@ -160,6 +160,8 @@ def test_cli_critical_bad_input(tmp_path, capsys):
     assert "lam (quartic coupling" in capsys.readouterr().err
     assert main(["critical", "--lam", "6", "--chis", "32,16", "--out", str(tmp_path)]) == 2
     assert "chis must be strictly increasing" in capsys.readouterr().err
+    assert main(["critical", "--lam", "6", "--max-sweeps", "0", "--out", str(tmp_path)]) == 2
+    assert "--max-sweeps" in capsys.readouterr().err
 
 
 def test_cli_critical_fit_only_uses_every_chi_and_never_rewrites_the_records(tmp_path, capsys):

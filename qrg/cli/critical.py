@@ -52,6 +52,7 @@ def run(args) -> int:
     if m2 is not None and len(lams) > 1:
         raise QRGInputError("--m2 sets the grid of one --lam; with several values leave it out (default grids)")
     chis = parse_list("--chis", args.chis)
+    max_sweeps = check_int("--max-sweeps", args.max_sweeps, minimum=10)
     out = pathlib.Path(args.out)
     check_out_dir(out, "--out")
     results = []
@@ -66,7 +67,7 @@ def run(args) -> int:
 
         res = critical_point(lam, m2, chis=chis, local_dim=args.local_dim, a=args.a, out=out / f"lam_{lam:g}",
                              resume=args.resume, fit_only=args.fit_only, on_record=show,
-                             max_sweeps=check_int("--max-sweeps", args.max_sweeps, minimum=10))
+                             max_sweeps=max_sweeps)
         fit = res["fit"]
         if fit is None:
             print(f"  no critical point: {res['reason']}")
