@@ -85,15 +85,13 @@ def _phi_checked_engine(base):
     the energy test and the spread of ⟨φ⟩ over the last :data:`PHI_WINDOW` checks below ``phi_tol``."""
 
     class _Engine(base):
-        phi_tol = PHI_TOL
-        phi_spread = float("inf")
+        def __init__(self, psi, model, options, phi_tol: float = PHI_TOL):
+            self.phi_tol, self.phi_spread, self._phis = phi_tol, float("inf"), []
+            super().__init__(psi, model, options)
 
-        def is_converged(self):
-            if not hasattr(self, "_phis"):
-                self._phis = {}
-            if self.sweeps not in self._phis:  # TeNPy may ask twice after the last sweep
-                self._phis[self.sweeps] = float(np.mean(self.psi.expectation_value("phi")))
-            last = list(self._phis.values())[-PHI_WINDOW:]
+        def is_converged(self):  # TeNPy asks once per check (every N_sweeps_check sweeps)
+            self._phis.append(float(np.mean(self.psi.expectation_value("phi"))))
+            last = self._phis[-PHI_WINDOW:]
             self.phi_spread = max(last) - min(last) if len(last) == PHI_WINDOW else float("inf")
             if super().is_converged():
                 return True
@@ -145,8 +143,7 @@ def infinite_chain_state(lam: float, m2: float, *, a: float = 1.0, chi: int = 32
                "max_E_err": e_tol, "max_S_err": s_tol, "min_sweeps": min_sweeps, "max_sweeps": max_sweeps}
     with warnings.catch_warnings(), limit_blas_threads(1):
         warnings.simplefilter("ignore")
-        eng = _phi_checked_engine(dmrg.TwoSiteDMRGEngine)(psi, model, options)
-        eng.phi_tol = phi_tol
+        eng = _phi_checked_engine(dmrg.TwoSiteDMRGEngine)(psi, model, options, phi_tol=phi_tol)
         energy, psi = eng.run()
         stats = eng.sweep_stats
         phi = float(np.mean(psi.expectation_value("phi")))

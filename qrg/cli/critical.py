@@ -88,8 +88,10 @@ def run(args) -> int:
             if g["fit"]:
                 fit = g["fit"]
                 err = "" if fit["fc_err"] is None else f" ± {fit['fc_err']:.4f}"
-                chi2 = "" if fit["chi2_dof"] is None else f" (chi2/dof = {fit['chi2_dof']:.2f}: well above 1, try --order 2)" \
-                    if fit["chi2_dof"] > 1.5 else f" (chi2/dof = {fit['chi2_dof']:.2f})"
+                chi2 = ""
+                if fit["chi2_dof"] is not None:
+                    hint = ": well above 1, try --order 2" if fit["chi2_dof"] > 1.5 else ""
+                    chi2 = f" (chi2/dof = {fit['chi2_dof']:.2f}{hint})"
                 print(f"f_c (order-{fit['order']} extrapolation to lam*a^2 -> 0) = {fit['fc']:.4f}{err}{chi2}")
             elif g["reason"]:
                 print(f"no extrapolation: {g['reason']}")
