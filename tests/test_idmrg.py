@@ -199,3 +199,15 @@ def test_a_stable_order_parameter_counts_as_converged():
     # with phi_tol = 0 as well nothing passes: the run stops at max_sweeps and says it did not converge
     rec, _ = infinite_chain_state(6.0, -3.0, chi=8, local_dim=6, s_tol=0.0, phi_tol=0.0, max_sweeps=60)
     assert not rec["converged"] and rec["sweeps"] > 60
+
+
+def test_cli_critical_suggests_the_next_order_when_the_extrapolation_fits_badly(tmp_path, capsys):
+    import shutil
+
+    from qrg.cli import main
+
+    for lam in ("0.5", "1", "2.4", "6"):  # the stored infinite-chain records: a straight line fits badly
+        shutil.copytree(ROOT / "benchmarks" / "z2" / "idmrg" / f"lam_{lam}", tmp_path / f"lam_{lam}")
+    assert main(["critical", "--lam", "0.5,1,2.4,6", "--order", "1", "--out", str(tmp_path), "--fit-only"]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("f_c")][0]
+    assert "well above 1, try --order 2" in line

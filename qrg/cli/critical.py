@@ -90,7 +90,7 @@ def run(args) -> int:
                 err = "" if fit["fc_err"] is None else f" ± {fit['fc_err']:.4f}"
                 chi2 = ""
                 if fit["chi2_dof"] is not None:
-                    hint = ": well above 1, try --order 2" if fit["chi2_dof"] > 1.5 else ""
+                    hint = f": well above 1, try --order {fit['order'] + 1}" if fit["chi2_dof"] > 1.5 else ""
                     chi2 = f" (chi2/dof = {fit['chi2_dof']:.2f}{hint})"
                 print(f"f_c (order-{fit['order']} extrapolation to lam*a^2 -> 0) = {fit['fc']:.4f}{err}{chi2}")
             elif g["reason"]:
