@@ -111,6 +111,42 @@ def test_param_gradient_through_sample_matches_closed_form(key, adjoint):
     np.testing.assert_allclose(g_flow, g_exact, rtol=1e-6, atol=1e-8)
 
 
+def test_fixed_step_recursive_adjoint_stores_every_step_with_the_same_gradient(key, monkeypatch):
+    """Fixed steps: the recursive adjoint checkpoints every step (no recomputation), and its parameter
+    gradient through sample (φ, log p and score) equals diffrax's default O(sqrt n) checkpointing."""
+    import diffrax
+
+    import qrg.flow.ode
+    from qrg.flow.solvers import make_adjoint
+
+    assert make_adjoint("recursive", 9).checkpoints == 9
+    assert make_adjoint("recursive").checkpoints is None  # adaptive: diffrax's default
+    theory = qrg.Phi4.chain(6, 0.5, 3.0)
+    scheme = qrg.CarossoM(theory.lattice, 1.0)
+    model = qrg.make_model("default", theory.lattice, scheme)
+    flow = ProbabilityFlow(model, scheme, T=1.0, solver="rk4", n_steps=8)
+    params = flow.init(key)
+    sample_key = jax.random.fold_in(key, 5)
+
+    def loss(p, f):
+        phi, log_p, s = f.sample(p, sample_key, 16)
+        return jnp.mean(jnp.sum(s**2 + phi**4, -1) + log_p)
+
+    g_full = jax.grad(loss)(params, flow)
+    made = []
+
+    def default_adjoint(name, fixed_steps=None):
+        made.append(name)
+        return diffrax.RecursiveCheckpointAdjoint()
+
+    monkeypatch.setattr(qrg.flow.ode, "make_adjoint", default_adjoint)
+    # another rtol (unused by fixed steps) makes another jit-cache key, so the solve is traced anew
+    g_default = jax.grad(loss)(params, flow.replace(rtol=1e-7))
+    assert made  # the default-checkpoint solve was built
+    for a, b in zip(jax.tree_util.tree_leaves(g_full), jax.tree_util.tree_leaves(g_default)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 @pytest.mark.slow
 def test_fixed_step_rk4_converges_fourth_order(key):
     """Fixed-step RK4: log p error falls like h^4 (fit of log error vs log n_steps)."""

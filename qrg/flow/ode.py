@@ -222,10 +222,11 @@ class ProbabilityFlow:
     def _solve_single(self, field, y0, params, t0, t1, adjoint):
         if self.n_steps is None:
             controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
-            dt0 = None
+            dt0, max_steps = None, self.max_steps
         else:
             controller = diffrax.ConstantStepSize()
-            dt0 = (t1 - t0) / self.n_steps
+            # +1 for a round-off sliver when t0 + n·dt falls an ulp short of t1
+            dt0, max_steps = (t1 - t0) / self.n_steps, self.n_steps + 1
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(field),
             SOLVERS.get(self.solver).make(),
@@ -235,9 +236,8 @@ class ProbabilityFlow:
             y0=y0,
             args=params,
             stepsize_controller=controller,
-            adjoint=make_adjoint(adjoint),
-            # fixed steps: +1 for a round-off sliver when t0 + n·dt falls an ulp short of t1
-            max_steps=self.n_steps + 1 if self.n_steps is not None else self.max_steps,
+            adjoint=make_adjoint(adjoint, None if self.n_steps is None else max_steps),
+            max_steps=max_steps,
             saveat=diffrax.SaveAt(t1=True),
         )
         return jax.tree_util.tree_map(lambda x: x[0], sol.ys)
