@@ -91,8 +91,9 @@ class _Run:
     def templates(self, stored=()) -> dict:
         """The structures of a checkpoint's arrays; ``stored``: the names it holds (the divergence guard's
         anchor and its candidate are there only once the run has made them)."""
-        params = self.flow.init(self.key_init)
-        opt_state = self.tx.init(params)
+        # shapes and dtypes only (jax.eval_shape): an eager init of the model compiles each of its operations
+        # one by one, ~10 s on the default chain, for arrays that the checkpoint's then replace
+        params, opt_state = jax.eval_shape(lambda k: (lambda p: (p, self.tx.init(p)))(self.flow.init(k)), self.key_init)
         trees = {"params": params, "opt_state": opt_state, "good_params": params, "good_opt_state": opt_state,
                  "key": self.root}
         for name in ("anchor", "pending"):
@@ -335,11 +336,11 @@ def _check_start(out, resume: bool, init_params, init_from, model) -> None:
 
 
 def _fresh_state(flow, tx, key_init, init_params) -> LoopState:
-    """The loop state of a new run: ``flow.init`` or the checked ``init_params`` (a warm start or transfer)."""
-    params0 = flow.init(key_init)
+    """The loop state of a new run: ``flow.init`` or the checked ``init_params`` (a warm start or transfer;
+    then only the structure of ``flow.init`` is needed, by ``jax.eval_shape``)."""
     if init_params is not None:
-        params0 = check_init_params(init_params, params0)
-    return LoopState.create(params0, tx)
+        return LoopState.create(check_init_params(init_params, jax.eval_shape(flow.init, key_init)), tx)
+    return LoopState.create(flow.init(key_init), tx)
 
 
 def _load_source(init_from) -> GroundState:

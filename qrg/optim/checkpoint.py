@@ -147,7 +147,8 @@ def _fits(stored: np.ndarray, dtype: np.dtype, shape: tuple) -> bool:
 
 
 def load_checkpoint(directory, templates: dict) -> tuple[dict, dict]:
-    """(pytrees, meta) saved by :func:`save_checkpoint`; each pytree takes the structure of its template.
+    """(pytrees, meta) saved by :func:`save_checkpoint`; each pytree takes the structure of its template
+    (arrays or ``jax.ShapeDtypeStruct`` leaves: only shapes and dtypes are read).
 
     Raises :class:`CheckpointError` (naming the file) if the file is absent, corrupted, or its
     arrays do not fit the templates (another model, lattice or optimiser). Floating arrays are
@@ -165,7 +166,8 @@ def load_checkpoint(directory, templates: dict) -> tuple[dict, dict]:
         t_leaves, treedef = jax.tree_util.tree_flatten(templates[name])
         stored = leaves[pos:pos + len(layout[name])]
         pos += len(layout[name])
-        dtypes = [np.asarray(x).dtype for x in t_leaves]
+        dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype for x in t_leaves]  # arrays or
+        # ShapeDtypeStructs
         if len(stored) != len(t_leaves) or any(not _fits(x, dt, np.shape(t)) for x, dt, t in zip(stored, dtypes, t_leaves)):
             raise CheckpointError(f"checkpoint {str(path)!r}: the stored {name} do not fit this run "
                                   "(different model, lattice or optimiser)")
