@@ -51,8 +51,8 @@ def sr_value_and_grad(self, params, key, cv_coef, *, mode: str, shift: float):
         return jnp.stack([e, log_psi]), (phi[0], e_ibp, h, e)
 
     jac, (phi, e_ibp, h, e) = jax.vmap(jax.jacrev(one, has_aux=True), in_axes=(None, 0))(params, white)
-    rows = jax.vmap(lambda b: jnp.stack([ravel_pytree(jax.tree_util.tree_map(lambda x: x[b, i], jac))[0]
-                                         for i in (0, 1)]))(jnp.arange(batch))  # (batch, 2, P)
+    # (batch, 2, P): the leaves in ravel_pytree's order (tree_leaves), each flattened per sample and output
+    rows = jnp.concatenate([x.reshape(batch, 2, -1) for x in jax.tree_util.tree_leaves(jac)], axis=2)
     _, unravel = ravel_pytree(params)
     g = jnp.mean(rows[:, 0], axis=0)
     loss, rg = jnp.mean(e), jnp.zeros(())

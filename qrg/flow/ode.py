@@ -222,11 +222,12 @@ class ProbabilityFlow:
     def _solve_single(self, field, y0, params, t0, t1, adjoint):
         if self.n_steps is None:
             controller = diffrax.PIDController(rtol=self.rtol, atol=self.atol)
-            dt0, max_steps = None, self.max_steps
+            dt0, max_steps, fixed_steps = None, self.max_steps, None
         else:
             controller = diffrax.ConstantStepSize()
             # +1 for a round-off sliver when t0 + n·dt falls an ulp short of t1
-            dt0, max_steps = (t1 - t0) / self.n_steps, self.n_steps + 1
+            dt0 = (t1 - t0) / self.n_steps
+            max_steps = fixed_steps = self.n_steps + 1
         sol = diffrax.diffeqsolve(
             diffrax.ODETerm(field),
             SOLVERS.get(self.solver).make(),
@@ -236,7 +237,7 @@ class ProbabilityFlow:
             y0=y0,
             args=params,
             stepsize_controller=controller,
-            adjoint=make_adjoint(adjoint, None if self.n_steps is None else max_steps),
+            adjoint=make_adjoint(adjoint, fixed_steps),
             max_steps=max_steps,
             saveat=diffrax.SaveAt(t1=True),
         )

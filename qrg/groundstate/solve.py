@@ -91,9 +91,13 @@ class _Run:
     def templates(self, stored=()) -> dict:
         """The structures of a checkpoint's arrays; ``stored``: the names it holds (the divergence guard's
         anchor and its candidate are there only once the run has made them)."""
+        def init(key):
+            params = self.flow.init(key)
+            return params, self.tx.init(params)
+
         # shapes and dtypes only (jax.eval_shape): an eager init of the model compiles each of its operations
         # one by one, ~10 s on the default chain, for arrays that the checkpoint's then replace
-        params, opt_state = jax.eval_shape(lambda k: (lambda p: (p, self.tx.init(p)))(self.flow.init(k)), self.key_init)
+        params, opt_state = jax.eval_shape(init, self.key_init)
         trees = {"params": params, "opt_state": opt_state, "good_params": params, "good_opt_state": opt_state,
                  "key": self.root}
         for name in ("anchor", "pending"):

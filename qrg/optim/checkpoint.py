@@ -166,8 +166,8 @@ def load_checkpoint(directory, templates: dict) -> tuple[dict, dict]:
         t_leaves, treedef = jax.tree_util.tree_flatten(templates[name])
         stored = leaves[pos:pos + len(layout[name])]
         pos += len(layout[name])
-        dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype for x in t_leaves]  # arrays or
-        # ShapeDtypeStructs
+        # template leaves are arrays or ShapeDtypeStructs (both have .dtype), or Python scalars
+        dtypes = [np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype for x in t_leaves]
         if len(stored) != len(t_leaves) or any(not _fits(x, dt, np.shape(t)) for x, dt, t in zip(stored, dtypes, t_leaves)):
             raise CheckpointError(f"checkpoint {str(path)!r}: the stored {name} do not fit this run "
                                   "(different model, lattice or optimiser)")
