@@ -185,6 +185,56 @@ def test_divergence_guard_restores_the_anchor_from_before_the_excursion():
     assert state.n_average == sum(r["step"] > last for r in state.history)
 
 
+class _Metastable:
+    """loss = p² + 0.05·sigmoid(40(q − 1)) + 0.01·noise: q ≈ 0 is the optimum, q > 1 a plateau 5 noise
+    standard deviations higher (inside the excursion band) where the gradient nearly vanishes."""
+
+    def __call__(self, params, key, inputs):
+        loss = 0.01 * jax.random.normal(key) + params["p"] ** 2 + 0.05 * jax.nn.sigmoid(40.0 * (params["q"] - 1.0))
+        return loss, {"loss": loss}
+
+    def metrics(self, loss, aux):
+        return {"loss": float(loss), "energy": float(loss), "energy_err": 0.0}
+
+
+def _kick_q(at: int, delta: float):
+    """An optimiser stage that adds ``delta`` to q's update at update number ``at`` (a jump to the plateau
+    that a restored state meets again, scaled by the halved learning-rate factor)."""
+    import optax
+
+    def update(updates, count, params=None):
+        return {**updates, "q": updates["q"] + jnp.where(count == at, delta, 0.0)}, count + 1
+
+    return optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), update)
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_divergence_guard_restores_the_anchor_after_a_sustained_drift(guarded):
+    """A jump to a worse plateau that stays (no failed step, no loss out of band: the seed-0 3000-step run of
+    docs/solver.md) is undone by the drift check: the anchor from before the jump comes back with the
+    learning rate halved, and the run ends at the optimum. Without the drift check it ends on the plateau."""
+    import optax
+
+    from qrg.optim.loop import DivergenceGuard, Loop, LoopState, rolled_back, run
+
+    tx = optax.chain(optax.sgd(0.05), _kick_q(150, 1.2))
+    guard = DivergenceGuard() if guarded else DivergenceGuard(drift_sigma=float("inf"))
+    loop = Loop(objective=_Metastable(), tx=tx, divergence=guard)
+    state = run(loop, LoopState.create({"p": jnp.asarray(0.1), "q": jnp.asarray(0.0)}, tx), 400,
+                jax.random.PRNGKey(3))
+    assert state.status == "completed" and not rolled_back(state.events)
+    assert not any(r["loss"] > guard.band([h["loss"] for h in state.history[:i]])
+                   for i, r in enumerate(state.history))  # no loss left the band: only the drift check sees it
+    final = float(np.median([r["loss"] for r in state.history[-50:]]))
+    if not guarded:
+        assert not state.events and float(state.params["q"]) > 1.1 and final > 0.04
+        return
+    [event] = state.events
+    assert "drifted" in event["event"] and event["restored_step"] < 150 < event["step"] < 200
+    assert state.lr_scale == 0.5 and state.restores == 1
+    assert float(state.params["q"]) < 0.7 and abs(final) < 0.01
+
+
 def test_iterate_average_is_the_mean_of_the_accepted_steps_and_resumes_exactly():
     """average_from = s0: state.average is the mean of the parameters after every accepted step from s0 on
     (a NaN step in the window is not counted), and a checkpoint round trip in the middle of the window

@@ -164,6 +164,12 @@ def run(args) -> int:
                    f"(step {', '.join(map(str, restores))})") if restores else ""
         say(f"qrg solve: {len(rolled)} step(s) rolled back (non-finite or runaway loss; learning rate "
               f"lowered{further}); status: {result.status}", file=sys.stderr)
+    drifts = [e for e in result.events if "drifted" in e["event"] and "restored_step" in e]
+    if drifts:
+        say(f"qrg solve: the batch losses drifted up {len(drifts)} time(s) (at step "
+            f"{', '.join(str(e['step']) for e in drifts)}): the state of step "
+            f"{', '.join(str(e['restored_step']) for e in drifts)} restored, learning rate halved; "
+            f"status: {result.status}", file=sys.stderr)
     if out is not None:
         say(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
     else:

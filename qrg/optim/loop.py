@@ -71,15 +71,27 @@ class DivergenceGuard:
     band for a few steps before its first rejected step, so the previous step is already broken and
     halving the learning rate from it cannot recover. The guard therefore keeps an *anchor*: a state
     is saved as a candidate every ``window`` steps and becomes the anchor once the ``window`` steps
-    after it had no excursion. A rejected step within ``window`` steps after an excursion restores
-    the anchor (learning rate halved) instead of the previous step; after ``max_restores`` such
-    restores the run stops as "diverged". Runs without excursions are not affected at all.
+    after it had no excursion and no drift (below). A rejected step within ``window`` steps after an
+    excursion restores the anchor (learning rate halved) instead of the previous step.
+
+    *Drift*: the median of the last ``window`` accepted losses above the anchor's median (that of the
+    ``window`` losses before it) by more than ``drift_sigma`` standard errors of a median of ``window``
+    losses (from the anchor window's MAD). A run can leave its optimum for a worse state and stay there
+    with every step finite and no single loss out of band (a default-rate run of 3000 steps rose by ~12
+    batch error bars within ~100 steps, docs/solver.md); the variational loss of a run that trains only
+    falls, so its running median does not rise that far above an earlier one (the default 16 standard
+    errors of the median are ~2.8 batch standard deviations: that run's drift was caught 5 steps into
+    its jump, while a bump of 1.3 standard deviations that it undid by itself at step 300 was left
+    alone, as were all 600 steps of the default run). A drift restores the anchor and
+    halves the learning rate. After ``max_restores`` anchor restores in all the run stops as
+    "diverged". Runs without excursions or drifts are not affected at all.
     """
 
     factor: float = 10.0
     window: int = 50
     n_sigma: float = 8.0
     max_restores: int = 10
+    drift_sigma: float = 16.0
 
     def rejects(self, state, loss: float) -> bool:
         if not state.history:
@@ -95,6 +107,20 @@ class DivergenceGuard:
         med = float(np.median(x))
         return med + self.n_sigma * 1.4826 * float(np.median(np.abs(x - med)))
 
+    def drift_limit(self, losses) -> float:
+        """The highest median of a later window of losses that is not a drift from ``losses`` (a full window):
+        their median + drift_sigma standard errors of a median (1.2533·1.4826·MAD/√window, floored at
+        1e-9·|median| so that a run whose losses are constant to rounding is not flagged by rounding)."""
+        x = np.asarray(losses, dtype=float)
+        med = float(np.median(x))
+        se = 1.2533 * 1.4826 * float(np.median(np.abs(x - med))) / np.sqrt(len(x))
+        return med + self.drift_sigma * max(se, 1e-9 * abs(med))
+
+    def drifted(self, state) -> bool:
+        """Whether the losses of the last ``window`` accepted steps have drifted up from the anchor's."""
+        return (state.anchor is not None and len(state.recent) >= self.window
+                and float(np.median(state.recent)) > self.drift_limit(state.anchor[4]))
+
     def observe(self, state, loss: float) -> None:
         """Book-keeping after an accepted step (``state.step`` is that step; ``state.params`` its result)."""
         if loss > self.band(state.recent):
@@ -105,7 +131,8 @@ class DivergenceGuard:
         pend = state.pending
         if pend is not None and state.step - pend[3] < self.window:
             return
-        if pend is not None and state.last_excursion <= pend[3]:  # the window after it stayed in the band
+        if (pend is not None and state.last_excursion <= pend[3]  # the window after it stayed in the band
+                and float(np.median(state.recent)) <= self.drift_limit(pend[4])):  # and did not drift up
             state.anchor = pend
         state.pending = (state.params, state.opt_state, state.n_updates, state.step, list(state.recent))
 
@@ -271,6 +298,12 @@ def _accept(loop: Loop, state: LoopState, new, loss, aux, gnorm) -> dict:
         state.n_average += 1
     if loop.divergence is not None:
         loop.divergence.observe(state, float(loss))
+        if loop.divergence.drifted(state):
+            limit = loop.divergence.drift_limit(state.anchor[4])
+            _restore_anchor(loop, state, f"the median of the last {len(state.recent)} losses, "
+                            f"{float(np.median(state.recent)):.8g}, drifted above {limit:.8g} (the anchor's median + "
+                            f"{loop.divergence.drift_sigma:g} standard errors)", "")
+            return record
     if loop.lr_recover and state.lr_scale < 1.0:
         _recover_lr(loop, state)
     return record
@@ -296,25 +329,12 @@ def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or grad
     """Roll back a failed step: last good state (or the guard's anchor after an excursion), half the
     learning rate, record the event."""
     guard = loop.divergence
-    state.lr_scale *= 0.5
     state.failures += 1
     if guard is not None and guard.should_restore(state):
-        params, opt_state, n_updates, step, recent = state.anchor
-        excursion = state.last_excursion
-        state.params, state.opt_state, state.n_updates = params, opt_state, n_updates
-        state.good = (params, opt_state, n_updates)
-        state.recent, state.pending, state.last_excursion = list(recent), None, -1
-        state.restores += 1
-        dropped = state.n_average
-        state.average, state.n_average = None, 0  # it holds the degraded steps: start afresh
-        state.events.append({"step": state.step, "event": f"{reason} after the losses had left their running band "
-                             f"(latest excursion at step {excursion}): step skipped, the state of step {step} restored, "
-                             "learning rate halved" + (f", the parameter average of {dropped} steps restarted"
-                                                       if dropped else ""),
-                             "lr_scale": state.lr_scale, "restored_step": step})
-        if state.restores > guard.max_restores:
-            state.status = "diverged"
+        _restore_anchor(loop, state, f"{reason} after the losses had left their running band (latest excursion "
+                        f"at step {state.last_excursion})", "step skipped, ")
     else:
+        state.lr_scale *= 0.5
         state.params, state.opt_state, state.n_updates = state.good
         state.events.append({"step": state.step, "event": f"{reason}: step skipped, last good "
                              "state restored, learning rate halved", "lr_scale": state.lr_scale})
@@ -324,6 +344,25 @@ def _reject(loop: Loop, state: LoopState, reason: str = "non-finite loss or grad
         state.status = "diverged"
         state.events.append({"step": state.step, "event": f"the learning rate has been halved {loop.max_failures} "
                              "times: the run no longer trains; stopped", "lr_scale": state.lr_scale})
+
+
+def _restore_anchor(loop: Loop, state: LoopState, reason: str, skipped: str) -> None:
+    """Go back to the divergence guard's anchor, halve the learning rate, record the event (``skipped``:
+    "step skipped, " when the current step is not applied, "" when it was and is now undone)."""
+    params, opt_state, n_updates, step, recent = state.anchor
+    state.lr_scale *= 0.5
+    state.params, state.opt_state, state.n_updates = params, opt_state, n_updates
+    state.good = (params, opt_state, n_updates)
+    state.recent, state.pending, state.last_excursion = list(recent), None, -1
+    state.restores += 1
+    dropped = state.n_average
+    state.average, state.n_average = None, 0  # it holds the degraded steps: start afresh
+    state.events.append({"step": state.step, "event": f"{reason}: {skipped}the state of step {step} restored, "
+                         "learning rate halved" + (f", the parameter average of {dropped} steps restarted"
+                                                   if dropped else ""),
+                         "lr_scale": state.lr_scale, "restored_step": step})
+    if state.restores > loop.divergence.max_restores:
+        state.status = "diverged"
 
 
 def rolled_back(events: list) -> list:
