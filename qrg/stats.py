@@ -164,6 +164,7 @@ class TailDiagnostics:
     resolved: bool
     reason: str = ""
     samples_needed: int = 0  # projected sample size that would resolve them (n_samples if resolved)
+    tail_index: float = float("nan")  # Hill estimate of the tail index of |x − x̄| (NaN below TAIL_INDEX_MIN_N)
 
     @property
     def variance_rel_err(self) -> float:
@@ -172,7 +173,29 @@ class TailDiagnostics:
     def to_dict(self) -> dict:
         return {"variance": self.variance, "variance_err": self.variance_err, "tail_share": self.tail_share,
                 "tail_shift_sigma": self.tail_shift_sigma, "n_tail": self.n_tail, "resolved": self.resolved,
-                "reason": self.reason, "samples_needed": self.samples_needed}
+                "reason": self.reason, "samples_needed": self.samples_needed, "tail_index": self.tail_index}
+
+
+#: :func:`hill_tail_index` is reported from this many samples on (NaN below)
+TAIL_INDEX_MIN_N = 1000
+
+
+def hill_tail_index(d, k: int | None = None) -> float:
+    """Hill's estimate of the tail index α of |d| (P(|d| > x) ~ x^−α) from its k largest values,
+    k = max(20, ceil(0.005 n)) by default: 1 / mean(log(|d|_(i) / |d|_(k+1))), i ≤ k.
+
+    The r-th moment of a tail of index α is finite only for r < α: below 4 the fourth moment, from which
+    a variance's error bar is computed, may be infinite, so that error bar and any sample size projected
+    from it are not to be trusted. Measured with k = 20 on 4096 samples (16 blocks each): Gaussian
+    7.2–13.3; Student t5 (α = 5) 3.8–7.1; the local energy of the trained default chain (N = 16, m² = 1,
+    λ = 6) 1.9–5.3, median 3.3 (on all 65536 samples together 1.5 / 2.3 / 3.0 from the top 20 / 100 / 500).
+    A rough number (its relative error is ~1/sqrt(k)): reported, never used as a threshold.
+    """
+    a = np.sort(np.abs(np.asarray(d, dtype=float).reshape(-1)))[::-1]
+    k = max(20, math.ceil(0.005 * a.size)) if k is None else k
+    if a.size <= k or a[k] <= 0:
+        return float("nan")
+    return float(1.0 / np.mean(np.log(a[:k] / a[k])))
 
 
 def tail_diagnostics(x, fraction: float = TAIL_FRACTION, *, max_rel_err: float = MAX_VARIANCE_REL_ERR,
@@ -207,7 +230,8 @@ def tail_diagnostics(x, fraction: float = TAIL_FRACTION, *, max_rel_err: float =
 
     Samples whose standard deviation is below 1e-8 |x̄| (constant up to rounding or fitting
     precision: the local energy or the control-variate energy of an exact eigenstate) are resolved.
-    ``tail_share`` is reported, not thresholded: it tends to a constant of the distribution
+    ``tail_index`` (:func:`hill_tail_index`, n ≥ :data:`TAIL_INDEX_MIN_N`) and ``tail_share`` are reported,
+    not thresholded. ``tail_share`` tends to a constant of the distribution
     (Gaussian 0.013, exponential 0.05, χ²₁ 0.07, lognormal σ = 1 0.19), which more samples measure
     better but do not reduce; 2. catches a share that rests on too few samples.
 
@@ -243,7 +267,8 @@ def tail_diagnostics(x, fraction: float = TAIL_FRACTION, *, max_rel_err: float =
     if reasons:  # variance_err/variance falls as 1/sqrt(n) once the fourth moment is sampled
         needed = max(math.ceil(1 / fraction), math.ceil(n * (var_err / (max_rel_err * var)) ** 2))
         needed = needed if needed > n else 2 * n  # only the shift failed: one doubling
-    return TailDiagnostics(n, k, var, var_err, share, shift, not reasons, "; ".join(reasons), needed)
+    alpha = hill_tail_index(d) if n >= TAIL_INDEX_MIN_N else float("nan")
+    return TailDiagnostics(n, k, var, var_err, share, shift, not reasons, "; ".join(reasons), needed, alpha)
 
 
 def jackknife(samples: np.ndarray, estimator, n_blocks: int = 20) -> tuple[float, float]:

@@ -48,6 +48,25 @@ def test_heavy_tails_are_flagged(name, n):
     assert "Var known only to" in bad.reason and bad.samples_needed > n
 
 
+def test_hill_tail_index_separates_light_from_heavy_tails_and_is_reported():
+    """The Hill index of |x − x̄| (k = 20 on 4096 samples) is large for Gaussian samples, near 3 for Student t3
+    (whose fourth moment is infinite), reported with the diagnostics from 1000 samples on, and the warning of
+    an unresolved run names it when it is below 4."""
+    from qrg.stats import hill_tail_index
+
+    rng = np.random.default_rng(11)
+    gauss = [hill_tail_index(rng.normal(size=4096)) for _ in range(20)]
+    t3 = [hill_tail_index(rng.standard_t(3, size=4096)) for _ in range(20)]
+    assert min(gauss) > 5.0 and 2.0 < np.median(t3) < 4.0 and max(t3) < 6.0, (gauss, t3)
+    # exact for a Pareto tail: P(|d| > x) = x^-alpha, alpha = 2.5, on a large sample
+    pareto = rng.pareto(2.5, size=200_000) + 1.0
+    assert hill_tail_index(pareto, k=2000) == pytest.approx(2.5, rel=0.1)
+    assert math.isnan(tail_diagnostics(rng.normal(size=999)).tail_index)
+    x = rng.standard_t(3, size=4096)
+    t = tail_diagnostics(x)
+    assert t.tail_index == pytest.approx(hill_tail_index(x - x.mean())) and t.to_dict()["tail_index"] == t.tail_index
+
+
 def test_one_sided_tail_moves_the_mean():
     rng = np.random.default_rng(3)
     x = rng.normal(size=4096)
@@ -241,7 +260,7 @@ def test_tiny_solve_writes_tails_and_grows(tmp_path):
     assert data["variance_err"] == res.variance_err > 0
     assert set(data["tails"]) == {"ibp", "cv", "local"}
     for block in data["tails"].values():
-        assert {"variance", "variance_err", "tail_share", "tail_shift_sigma", "resolved"} <= set(block)
+        assert {"variance", "variance_err", "tail_share", "tail_shift_sigma", "resolved", "tail_index"} <= set(block)
     sizing = data["eval_sizing"]
     # 64 E_loc samples cannot contain a 0.1 % tail: the evaluation grew, E_loc by the factor 8192 / 256
     assert data["eval_grown"] is True and sizing["rounds"] >= 1
@@ -250,6 +269,8 @@ def test_tiny_solve_writes_tails_and_grows(tmp_path):
     assert isinstance(data["warnings"], list) and data["warnings"] == res.warnings
     unresolved = [k for k in ("cv", "local") if not data["tails"][k]["resolved"]]
     assert len(data["warnings"]) == len(unresolved)
+    for name, warning in zip(unresolved, data["warnings"]):  # a tail index below 4 is named in the warning
+        assert ("tail index is ~" in warning) == (data["tails"][name]["tail_index"] < 4), warning
     line = str(res)
     assert f"Var(E_loc) = {res.variance:.3g} ± {res.variance_err:.2g}" in line
     assert line.count("WARNING:") == len(unresolved)

@@ -147,8 +147,13 @@ class SolveResult(GroundState):
                 where += f" (grown from {field} = {sizes[0]})"
             what = "energy" if field == "eval_batch" else "E_loc"
             cap = "" if sizes is None else f": at most {sizes[1]} {what} samples"
+            if t.tail_index < 4:  # NaN compares False
+                caveat = (f"an underestimate: the deviations' tail index is ~{t.tail_index:.2g} < 4, so the fourth "
+                          "moment this projection rests on may be infinite and Var may keep growing with the sample")
+            else:
+                caveat = "fewer than needed if the tail is heavier"
             out.append(f"{label}: tails not resolved on {where}: {t.reason}; its error bar may be too small. "
-                       f"Projected need ~{t.samples_needed} samples (fewer than needed if the tail is heavier): "
+                       f"Projected need ~{t.samples_needed} samples ({caveat}): "
                        f"raise eval_max_batch (now {cfg.eval_cap}{cap}) or {field} (now {getattr(cfg, field)})")
         sys_ = self.systematic
         if sys_ is not None and sys_ > SYSTEMATIC_WARN * self.energy.err:
