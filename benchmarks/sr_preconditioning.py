@@ -24,14 +24,12 @@ Measured (docs/solver.md, "SR preconditioning"): worse than Adam in every settin
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import jax
 import jax.numpy as jnp
+from _gradient_experiment import add_training_args, run
 from jax.flatten_util import ravel_pytree
 
-import qrg
 from qrg.groundstate import objective as obj
 from qrg.groundstate.estimators import ibp_energy, stein_features
 
@@ -73,25 +71,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--mode", choices=("sr", "plain"), default="sr")
     p.add_argument("--shift", type=float, default=1e-2, help="ε, the diagonal shift of S")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--lr-final", type=float, default=0.02)
-    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--optimizer", default="sgd")
-    p.add_argument("--N", type=int, default=16)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--init-from", default=None, help="a qrg solve --out directory to start from")
-    p.add_argument("--out", required=True)
+    add_training_args(p, steps=600, lr=1e-2, lr_final=0.02)
     args = p.parse_args(argv)
-    obj.EnergyObjective.value_and_grad = lambda self, params, key, cv: sr_value_and_grad(
-        self, params, key, cv, mode=args.mode, shift=args.shift)
-    t0 = time.time()
-    res = qrg.solve(qrg.Phi4.chain(args.N, 1.0, 6.0), steps=args.steps, seed=args.seed, lr=args.lr,
-                    lr_final=args.lr_final, warmup=args.warmup, optimizer=args.optimizer, init_from=args.init_from,
-                    eval_batch=8192, local_batch=4096, eval_max_batch=8192, out=args.out, force=True)
-    print(json.dumps({"args": vars(args), "E": res.energy.mean, "err": res.energy.err, "var": res.variance,
-                      "var_err": res.variance_err, "train_time": res.train_time_s, "wall": time.time() - t0}))
-
+    run(args, lambda self, params, key, cv: sr_value_and_grad(self, params, key, cv, mode=args.mode,
+                                                              shift=args.shift), optimizer=args.optimizer)
 
 if __name__ == "__main__":
     main()

@@ -26,14 +26,10 @@ Measured: docs/solver.md ("A Var(E_loc) term in the loss").
 from __future__ import annotations
 
 import argparse
-import json
-import time
 
 import jax
 import jax.numpy as jnp
-
-import qrg
-from qrg.groundstate import objective as obj
+from _gradient_experiment import add_training_args, run
 
 
 def local_energy_probe(flow, theory, params, phi, v):
@@ -110,26 +106,12 @@ def main(argv=None):
     p.add_argument("--broaden", type=float, default=1.0,
                    help="variance-term fields from the prior noise times this (> 1: more large-field samples; the "
                         "fixed-sample variance vanishes at an eigenstate for any sampling distribution)")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-final", type=float, default=0.1)
-    p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--N", type=int, default=16)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--init-from", default=None, help="a qrg solve --out directory to start from")
-    p.add_argument("--out", required=True)
+    add_training_args(p, steps=300, lr=1e-3, lr_final=0.1)
     args = p.parse_args(argv)
-    obj.EnergyObjective.value_and_grad = lambda self, params, key, cv: with_variance_term(
+    run(args, lambda self, params, key, cv: with_variance_term(
         self, params, key, cv, kappa=args.kappa, var_batch=args.var_batch, laplacian=args.laplacian,
-        score_term=args.score_term, broaden=args.broaden)
-    t0 = time.time()
-    res = qrg.solve(qrg.Phi4.chain(args.N, 1.0, 6.0), steps=args.steps, seed=args.seed, lr=args.lr,
-                    lr_final=args.lr_final, warmup=args.warmup, batch=args.batch, init_from=args.init_from,
-                    eval_batch=8192, local_batch=4096, eval_max_batch=8192, out=args.out, force=True)
-    print(json.dumps({"args": vars(args), "E": res.energy.mean, "err": res.energy.err, "var": res.variance,
-                      "var_err": res.variance_err, "train_time": res.train_time_s, "wall": time.time() - t0}))
-
+        score_term=args.score_term, broaden=args.broaden), batch=args.batch)
 
 if __name__ == "__main__":
     main()
