@@ -173,7 +173,8 @@ class TailDiagnostics:
     def to_dict(self) -> dict:
         return {"variance": self.variance, "variance_err": self.variance_err, "tail_share": self.tail_share,
                 "tail_shift_sigma": self.tail_shift_sigma, "n_tail": self.n_tail, "resolved": self.resolved,
-                "reason": self.reason, "samples_needed": self.samples_needed, "tail_index": self.tail_index}
+                "reason": self.reason, "samples_needed": self.samples_needed,
+                "tail_index": None if math.isnan(self.tail_index) else self.tail_index}  # JSON has no NaN
 
 
 #: :func:`hill_tail_index` is reported from this many samples on (NaN below)
