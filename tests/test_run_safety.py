@@ -235,6 +235,35 @@ def test_divergence_guard_restores_the_anchor_after_a_sustained_drift(guarded):
     assert float(state.params["q"]) < 0.7 and abs(final) < 0.01
 
 
+def test_qrg_solve_prints_a_line_for_every_drift_restore(monkeypatch, capsys):
+    """The drift restores of a run (events as the loop writes them) are named on stderr by `qrg solve`, with
+    the step and the restored step, and are not counted as rolled-back steps."""
+    import dataclasses
+
+    import optax
+
+    import qrg.groundstate
+    from qrg.optim.loop import DivergenceGuard, Loop, LoopState, rolled_back, run
+
+    tx = optax.chain(optax.sgd(0.05), _kick_q(150, 1.2))
+    state = run(Loop(objective=_Metastable(), tx=tx, divergence=DivergenceGuard()),
+                LoopState.create({"p": jnp.asarray(0.1), "q": jnp.asarray(0.0)}, tx), 250, jax.random.PRNGKey(3))
+    [drift] = state.events
+    real_solve = qrg.groundstate.solve
+
+    def solve_with_a_drift(*args, **kwargs):
+        result = real_solve(*args, **kwargs)
+        return dataclasses.replace(result, events=[drift])
+
+    monkeypatch.setattr(qrg.groundstate, "solve", solve_with_a_drift)
+    assert main(["solve", "--N", "4", "--steps", "2", "--model", "gaussian", "--batch", "8", "--n-steps", "4",
+                 "--eval-n-steps", "4", "--eval-batch", "32", "--laplacian", "none", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert (f"drifted up 1 time(s) (at step {drift['step']}): the state of step {drift['restored_step']} "
+            "restored, learning rate halved; status: completed") in err
+    assert "rolled back" not in err and not rolled_back([drift])
+
+
 def test_iterate_average_is_the_mean_of_the_accepted_steps_and_resumes_exactly():
     """average_from = s0: state.average is the mean of the parameters after every accepted step from s0 on
     (a NaN step in the window is not counted), and a checkpoint round trip in the middle of the window
