@@ -24,23 +24,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qrg.groundstate.estimators import laplacian_fn, local_energy_values
+from qrg.groundstate.ansatz import draw, laplacians
+from qrg.groundstate.estimators import local_energy_values
 from qrg.groundstate.solve import load_run
+from qrg.stats import hill_tail_index
 
 
 def local_energies(gs, n: int, chunk: int, key):
-    flow = gs.flow.replace(log_prob_adjoint="forward")
-    lap = jax.jit(laplacian_fn(lambda x: flow.log_prob(gs.params, x), gs.flow.lattice, "exact"))
-    out = []
-    for c in range(-(-n // chunk)):
-        phi, _, g = gs.flow.sample(gs.params, jax.random.fold_in(key, c), chunk)
-        out.append(np.asarray(local_energy_values(gs.theory, phi, g, lap(phi, None))))
-    return np.concatenate(out)[:n]
-
-
-def hill(dev, k: int) -> float:
-    d = np.sort(np.abs(dev))[::-1]
-    return float(1.0 / np.mean(np.log(d[:k] / d[k])))
+    """E_loc of ``n`` fresh samples (chunk c from the prior draw of fold_in(key, c)), exact Laplacian."""
+    phi, g = draw(gs.flow, gs.params, key, n, chunk)
+    return np.asarray(local_energy_values(gs.theory, phi, g, laplacians(gs.flow, gs.params, phi, key, "exact")))
 
 
 def summary(e, block: int = 4096, seed: int = 0) -> dict:
@@ -55,7 +48,7 @@ def summary(e, block: int = 4096, seed: int = 0) -> dict:
             "var_boot_95": [float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))],
             "top_0.1%_share": float(d2[top].sum() / d2.sum()), "var_without_top_0.1%": float(np.delete(e, top).var()),
             "max_dev": float(dev.max()), "min_dev": float(dev.min()),
-            "hill": {k: hill(dev, k) for k in (20, 100, 500) if k < n},
+            "hill": {k: hill_tail_index(dev, k) for k in (20, 100, 500) if k < n},
             "blocks_of_%d" % block: None if not blocks.size else
             {"n": int(blocks.size), "min": float(blocks.min()), "median": float(np.median(blocks)),
              "max": float(blocks.max())}}
@@ -64,11 +57,10 @@ def summary(e, block: int = 4096, seed: int = 0) -> dict:
 def grid(gs, lo=-2.0, hi=2.0, n=41):
     """(φ, E_loc(φ)) on a grid for a single-site run."""
     x = jnp.linspace(lo, hi, n).reshape((n,) + gs.flow.lattice.shape)
-    fwd, direct = gs.flow.replace(log_prob_adjoint="forward"), gs.flow.replace(log_prob_adjoint="direct")
-    lap = laplacian_fn(lambda y: fwd.log_prob(gs.params, y), gs.flow.lattice, "exact")(x, None)
+    lap = laplacians(gs.flow, gs.params, x, jax.random.PRNGKey(0), "exact")
+    direct = gs.flow.replace(log_prob_adjoint="direct")  # reverse mode for the score ∇ log p at given φ
     g = jax.vmap(jax.grad(lambda y: direct.log_prob(gs.params, y[None])[0]))(x)
     return np.asarray(x).reshape(-1), np.asarray(local_energy_values(gs.theory, x, g, lap))
-
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])

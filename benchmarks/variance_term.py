@@ -1,22 +1,28 @@
 """A Var(E_loc) term in the training loss: an experiment (issue 15).
 
-    python benchmarks/variance_term.py --out DIR [--kappa K] [--var-batch 16] [--steps 300]
-        [--lr 1e-3] [--lr-final 0.1] [--N 16] [--seed 1] [--init-from RUN_DIR]
+    python benchmarks/variance_term.py --out DIR [--kappa K] [--var-batch 16] [--laplacian exact|hutchinson]
+        [--score-term] [--broaden S] [--batch 64] [--steps 300] [--lr 1e-3] [--lr-final 0.1] [--N 16]
+        [--seed 1] [--init-from RUN_DIR]
 
 qrg trains on the integrated-by-parts energy, which sees only the score ∇ log p, while the local energy
 E_loc = −(½ Δ log p + ¼ |∇ log p|²)/(2a^d) + V also has the Laplacian. A state can keep its energy while
 log p acquires small, rapidly varying terms that only E_loc's variance sees (docs/solver.md, "What sets
-Var(E_loc)"). This script adds to the solver's loss
+Var(E_loc)"). This script adds to the solver's loss κ times the variance of E_loc on m = ``--var-batch``
+of the step's samples φ_b held fixed (stop-gradient), c = sg(mean of the E_b):
 
-    κ · (1/m) Σ_b (Ê¹_b − c)(Ê²_b − c),    c = sg(mean of the Ê),
+* ``--laplacian exact`` (default): (1/m) Σ_b (E_b − c)², Δ log p from the Hessian's diagonal (one
+  forward-over-reverse derivative per site);
+* ``--laplacian hutchinson``: (1/m) Σ_b (Ê¹_b − c)(Ê²_b − c) with Ê¹, Ê² from two independent Rademacher
+  probes, an unbiased estimate of (E_b − c)² (one probe squared would add the probe variance
+  2 Σ_{i≠j} H_ij², which would penalise the correlations of the ground state);
+* ``--score-term``: + (1/m) Σ_b sg((E_b − c)² − mean) log p_θ(φ_b), the score-function part of the
+  gradient from the θ-dependence of the samples' density (exact Laplacian only);
+* ``--broaden S``: the fields from the prior noise times S (> 1 puts weight on the large-field tail; the
+  fixed-sample variance vanishes at an eigenstate whatever the fields are drawn from).
 
-on m = ``--var-batch`` of the step's samples φ_b held fixed (stop-gradient): Ê¹, Ê² are E_loc(φ_b) with
-the Laplacian from two independent Rademacher probes (Hutchinson), so that the product is an unbiased
-estimate of (E_loc − c)² (one probe squared would add the probe variance 2 Σ_{i≠j} H_ij², which would
-penalise the correlations of the ground state). Each Ê is log p_θ(φ) from the forward solve φ → T
-("direct" adjoint), its gradient in φ (reverse), a Hessian-vector product (forward over that) and the
-θ-gradient (reverse over all). The fixed-sample gradient ignores the θ-dependence of the samples; the
-minimum of the term is still an eigenstate (E_loc constant), and the energy term keeps the exact
+Each E_b is qrg's local energy with log p_θ(φ) from the forward solve φ → T ("direct" adjoint), its
+gradient in φ (reverse), Hessian-vector products (forward over that) and the θ-gradient (reverse over
+all). The minimum of the term is an eigenstate (E_loc constant), and the energy term keeps the exact
 reparameterised gradient. ``--kappa 0`` is the plain solver on the same code path (the control).
 
 Result in ``DIR/result.json`` as for any solve; one JSON line with E, Var(E_loc) and times is printed.
@@ -31,36 +37,27 @@ import jax
 import jax.numpy as jnp
 from _gradient_experiment import add_training_args, run
 
+from qrg.groundstate.estimators import local_energy
 
-def local_energy_probe(flow, theory, params, phi, v):
-    """E_loc(φ) of one field with Δ log p replaced by the single-probe estimate vᵀHv."""
+
+def local_energy_along(flow, theory, params, phi, tangents):
+    """E_loc(φ) of one field (qrg's :func:`~qrg.groundstate.estimators.local_energy`) with Δ log p taken as
+    Σ_r t_rᵀ H t_r over the rows of ``tangents``: the identity's rows give the exact Laplacian, one
+    Rademacher row the single-probe Hutchinson estimate. g and H t_r by forward-over-reverse through the
+    forward solve, differentiable in ``params``."""
     def log_p(x):
         return flow.log_prob(params, x[None])[0]
 
-    g, hv = jax.jvp(jax.grad(log_p), (phi,), (v,))
-    lat = theory.lattice
-    kinetic = -(0.5 * jnp.sum(v * hv) + 0.25 * jnp.sum(g**2)) / (2.0 * lat.volume_element)
-    return kinetic + theory.potential(phi[None])[0]
-
-
-def local_energy_exact(flow, theory, params, phi):
-    """E_loc(φ) of one field with the exact Laplacian (the Hessian's diagonal: one forward-over-reverse
-    derivative per site, vectorised)."""
-    def log_p(x):
-        return flow.log_prob(params, x[None])[0]
-
-    eye = jnp.eye(phi.size, dtype=phi.dtype).reshape((phi.size,) + phi.shape)
-    g, hv = jax.vmap(lambda e: jax.jvp(jax.grad(log_p), (phi,), (e,)))(eye)
-    lap = jnp.sum(eye * hv)
-    kinetic = -(0.5 * lap + 0.25 * jnp.sum(g[0] ** 2)) / (2.0 * theory.lattice.volume_element)
-    return kinetic + theory.potential(phi[None])[0]
+    g, hv = jax.vmap(lambda t: jax.jvp(jax.grad(log_p), (phi,), (t,)))(tangents)
+    return local_energy(theory, phi[None], g[:1], jnp.sum(tangents * hv)[None])[0]
 
 
 def variance_term(flow, theory, params, phi, key, laplacian: str = "exact", score_term: bool = False):
     """The batch variance of E_loc on the fixed fields ``phi`` (m, ...): with the exact Laplacian
     (1/m) Σ_b (E_b − c)², with Hutchinson (1/m) Σ_b (Ê¹_b − c)(Ê²_b − c) from two independent probes."""
     if laplacian == "exact":
-        e = jax.vmap(lambda x: local_energy_exact(flow, theory, params, x))(phi)
+        eye = jnp.eye(phi[0].size, dtype=phi.dtype).reshape((phi[0].size,) + phi.shape[1:])
+        e = jax.vmap(lambda x: local_energy_along(flow, theory, params, x, eye))(phi)
         c = jax.lax.stop_gradient(jnp.mean(e))
         d2 = (e - c) ** 2
         if not score_term:
@@ -69,7 +66,7 @@ def variance_term(flow, theory, params, phi, key, laplacian: str = "exact", scor
         w = jax.lax.stop_gradient(d2 - jnp.mean(d2))
         return jnp.mean(d2) + jnp.mean(w * flow.log_prob(params, phi)), (e, e)
     v = jax.random.rademacher(key, (2,) + phi.shape, dtype=phi.dtype)
-    one = jax.vmap(lambda x, a: local_energy_probe(flow, theory, params, x, a))
+    one = jax.vmap(lambda x, a: local_energy_along(flow, theory, params, x, a[None]))
     e1, e2 = one(phi, v[0]), one(phi, v[1])
     c = jax.lax.stop_gradient(0.5 * jnp.mean(e1 + e2))
     return jnp.mean((e1 - c) * (e2 - c)), (e1, e2)

@@ -208,20 +208,26 @@ def _kick_q(at: int, delta: float):
     return optax.GradientTransformation(lambda params: jnp.zeros((), jnp.int32), update)
 
 
+def _metastable_run(guard, n_steps: int):
+    """SGD on :class:`_Metastable` from (p, q) = (0.1, 0) with a jump of q to the plateau at update 150."""
+    import optax
+
+    from qrg.optim.loop import Loop, LoopState, run
+
+    tx = optax.chain(optax.sgd(0.05), _kick_q(150, 1.2))
+    return run(Loop(objective=_Metastable(), tx=tx, divergence=guard),
+               LoopState.create({"p": jnp.asarray(0.1), "q": jnp.asarray(0.0)}, tx), n_steps, jax.random.PRNGKey(3))
+
+
 @pytest.mark.parametrize("guarded", [False, True])
 def test_divergence_guard_restores_the_anchor_after_a_sustained_drift(guarded):
     """A jump to a worse plateau that stays (no failed step, no loss out of band: the seed-0 3000-step run of
     docs/solver.md) is undone by the drift check: the anchor from before the jump comes back with the
     learning rate halved, and the run ends at the optimum. Without the drift check it ends on the plateau."""
-    import optax
+    from qrg.optim.loop import DivergenceGuard, rolled_back
 
-    from qrg.optim.loop import DivergenceGuard, Loop, LoopState, rolled_back, run
-
-    tx = optax.chain(optax.sgd(0.05), _kick_q(150, 1.2))
     guard = DivergenceGuard() if guarded else DivergenceGuard(drift_sigma=float("inf"))
-    loop = Loop(objective=_Metastable(), tx=tx, divergence=guard)
-    state = run(loop, LoopState.create({"p": jnp.asarray(0.1), "q": jnp.asarray(0.0)}, tx), 400,
-                jax.random.PRNGKey(3))
+    state = _metastable_run(guard, 400)
     assert state.status == "completed" and not rolled_back(state.events)
     assert not any(r["loss"] > guard.band([h["loss"] for h in state.history[:i]])
                    for i, r in enumerate(state.history))  # no loss left the band: only the drift check sees it
@@ -240,15 +246,10 @@ def test_qrg_solve_prints_a_line_for_every_drift_restore(monkeypatch, capsys):
     the step and the restored step, and are not counted as rolled-back steps."""
     import dataclasses
 
-    import optax
-
     import qrg.groundstate
-    from qrg.optim.loop import DivergenceGuard, Loop, LoopState, rolled_back, run
+    from qrg.optim.loop import DivergenceGuard, rolled_back
 
-    tx = optax.chain(optax.sgd(0.05), _kick_q(150, 1.2))
-    state = run(Loop(objective=_Metastable(), tx=tx, divergence=DivergenceGuard()),
-                LoopState.create({"p": jnp.asarray(0.1), "q": jnp.asarray(0.0)}, tx), 250, jax.random.PRNGKey(3))
-    [drift] = state.events
+    [drift] = _metastable_run(DivergenceGuard(), 250).events
     real_solve = qrg.groundstate.solve
 
     def solve_with_a_drift(*args, **kwargs):

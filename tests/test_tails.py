@@ -50,8 +50,8 @@ def test_heavy_tails_are_flagged(name, n):
 
 def test_hill_tail_index_separates_light_from_heavy_tails_and_is_reported():
     """The Hill index of |x − x̄| (k = 20 on 4096 samples) is large for Gaussian samples, near 3 for Student t3
-    (whose fourth moment is infinite), reported with the diagnostics from 1000 samples on, and the warning of
-    an unresolved run names it when it is below 4."""
+    (whose fourth moment is infinite), recovers a Pareto index, and is reported with the diagnostics from 1000
+    samples on (NaN, null in JSON, below); the warning that names it: test_tiny_solve_writes_tails_and_grows."""
     from qrg.stats import hill_tail_index
 
     rng = np.random.default_rng(11)

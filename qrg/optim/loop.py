@@ -103,17 +103,15 @@ class DivergenceGuard:
         """The upper edge of the running band of ``losses`` (inf until there are ``window`` of them)."""
         if len(losses) < self.window:
             return float("inf")
-        x = np.asarray(losses[-self.window:], dtype=float)
-        med = float(np.median(x))
-        return med + self.n_sigma * 1.4826 * float(np.median(np.abs(x - med)))
+        med, mad = _median_mad(losses[-self.window:])
+        return med + self.n_sigma * 1.4826 * mad
 
     def drift_limit(self, losses) -> float:
         """The highest median of a later window of losses that is not a drift from ``losses`` (a full window):
         their median + drift_sigma standard errors of a median (1.2533·1.4826·MAD/√window, floored at
         1e-9·|median| so that a run whose losses are constant to rounding is not flagged by rounding)."""
-        x = np.asarray(losses, dtype=float)
-        med = float(np.median(x))
-        se = 1.2533 * 1.4826 * float(np.median(np.abs(x - med))) / np.sqrt(len(x))
+        med, mad = _median_mad(losses)
+        se = 1.2533 * 1.4826 * mad / np.sqrt(len(losses))
         return med + self.drift_sigma * max(se, 1e-9 * abs(med))
 
     def drifted(self, state) -> bool:
@@ -140,6 +138,13 @@ class DivergenceGuard:
         """Whether a rejected step at ``state.step`` goes back to the anchor rather than the previous step."""
         return (state.anchor is not None and state.last_excursion > state.anchor[3]
                 and state.step - state.last_excursion <= self.window)
+
+
+def _median_mad(losses) -> tuple[float, float]:
+    """The median of ``losses`` and their median absolute deviation from it."""
+    x = np.asarray(losses, dtype=float)
+    med = float(np.median(x))
+    return med, float(np.median(np.abs(x - med)))
 
 
 @functools.partial(jax.jit, static_argnames=("objective", "tx"))
