@@ -119,6 +119,12 @@ class Lattice:
         """Unnormalised fftn over the lattice axes."""
         return jnp.fft.fftn(phi, axes=self.axes)
 
+    def power(self, phi):
+        """|φ̃(k)|² of :meth:`fft`, as Re² + Im²: twice differentiable everywhere (|·|² through ``abs`` has the
+        wrong second derivative where a mode vanishes, e.g. every k ≠ 0 of a uniform field)."""
+        phi_k = self.fft(phi)
+        return jnp.real(phi_k) ** 2 + jnp.imag(phi_k) ** 2
+
     def ifft(self, phi_k):
         """Inverse of :meth:`fft` (real part not taken)."""
         return jnp.fft.ifftn(phi_k, axes=self.axes)

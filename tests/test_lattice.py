@@ -65,3 +65,19 @@ def test_field_shape_checked():
         lat.check_field(np.zeros((4, 5)))
     with pytest.raises(QRGInputError, match="phi must have trailing shape"):
         lat.check_field(np.zeros(16))
+
+
+@pytest.mark.parametrize("d,N", [(1, 1), (1, 6), (2, 3)])
+def test_gaussian_log_prob_hessian_is_minus_the_precision_even_where_modes_vanish(d, N, key):
+    """|φ̃(k)|² taken through abs has second derivative 0 where a mode vanishes (every k ≠ 0 of a uniform
+    field, the single site at φ = 0): the Hessian of the Gaussian's log-density must be −C^-1 there too,
+    as it is anywhere else (it entered E_loc through the prior of every flow)."""
+    from qrg.gaussian import FourierGaussian
+
+    lat = Lattice(d, N, 1.0)
+    gauss = FourierGaussian(lat, 1.0 / (lat.phat2 + 0.7))
+    precision = np.linalg.inv(gauss.covariance_matrix())
+    for phi in (jnp.zeros(lat.shape), jnp.full(lat.shape, 0.3), jax.random.normal(key, lat.shape)):
+        hess = jax.hessian(lambda x: gauss.log_prob(x[None])[0])(phi).reshape(lat.n_sites, lat.n_sites)
+        np.testing.assert_allclose(hess, -precision, atol=1e-10)
+    np.testing.assert_allclose(lat.power(phi), jnp.abs(lat.fft(phi)) ** 2, rtol=1e-12)

@@ -116,7 +116,7 @@ def _make_neural_model(theory, features=(8, 8), radius=1):
             s = 0.5 * (s + s[neg])
             omega = jnp.asarray(omega_h) * jnp.exp(s)
             phik = jnp.fft.fftn(phi, axes=lat.axes)
-            gauss = -0.5 * vol / lat.n_sites * jnp.sum(omega * jnp.abs(phik) ** 2, axis=lat.axes)
+            gauss = -0.5 * vol / lat.n_sites * jnp.sum(omega * (phik.real**2 + phik.imag**2), axis=lat.axes)  # not |·|²: abs has no 2nd derivative at 0
 
             layers = [nn.Dense(f, param_dtype=jnp.float64, name=f"dense_{i}") for i, f in enumerate(features)]
             head = nn.Dense(1, param_dtype=jnp.float64, kernel_init=nn.initializers.zeros, name="head")

@@ -42,7 +42,7 @@ COUPLINGS = ("f_laplacian", "f_phi", "f_phi3")
 def shell_power(phi, lattice) -> np.ndarray:
     """Per-sample G2 per momentum shell: a^d N^-d |φ̃(k)|² averaged over each p̂² shell, shape (n, S)."""
     masks = lattice.momentum_shell_masks()
-    power = lattice.volume_element / lattice.n_sites * jnp.abs(lattice.fft(jnp.asarray(phi))) ** 2
+    power = lattice.volume_element / lattice.n_sites * lattice.power(jnp.asarray(phi))
     sums = jnp.einsum("b...,s...->bs", power, jnp.asarray(masks))
     return np.asarray(sums / masks.reshape(masks.shape[0], -1).sum(axis=1))
 
