@@ -82,6 +82,12 @@ class SolveConfig:
     error (:func:`qrg.groundstate.evaluation.discretisation_check`: eval_n_steps against
     2·eval_n_steps; 0 = off); ``consistency_batch`` samples per set and time of the RG-consistency
     diagnostic (:func:`qrg.groundstate.consistency.rg_consistency`; 0 = off).
+    Refinement (:mod:`qrg.groundstate.refine`, docs/solver.md "Refinement"): after the optimisation,
+    ``refine_steps`` steps (0 = off, the default) of stochastic reconfiguration with the zero-variance force on
+    ``refine_batch`` exact samples each, imaginary-time step ``refine_dtau``, diagonal shift ``refine_shift`` of
+    the sample-space system, samples drawn from prior noise broadened by ``refine_broaden`` τ (0 = automatic,
+    expected effective sample fraction ½) and importance-weighted back to p_θ; the refined parameters are the
+    ones evaluated.
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
     Devices: the Monte Carlo batch is sharded over ``devices`` devices (0 = all of ``jax.devices()``;
     1 = no sharding); ``batch`` must be a multiple of their number.
@@ -126,6 +132,12 @@ class SolveConfig:
     rg_batch: int = 1024
     control_variates: str = "stein"
     cv_decay: float = 0.9
+    # refinement (qrg.groundstate.refine: SR with the zero-variance force after the optimisation)
+    refine_steps: int = 0
+    refine_batch: int = 128
+    refine_dtau: float = 0.05
+    refine_shift: float = 1e-4
+    refine_broaden: float = 0.0
     # evaluation
     estimator: str = "cv"
     eval_batch: int = 4096
@@ -151,7 +163,7 @@ class SolveConfig:
         if self.seed >= 2**63:
             raise QRGInputError(f"seed must be an integer in [0, 2**63) (got {self.seed})")
         for name in ("n_steps", "eval_n_steps", "warmup", "checkpoint_every", "seed", "systematic_batch",
-                     "consistency_batch", "devices", "eval_max_batch", "hidden", "lr_recover"):
+                     "consistency_batch", "devices", "eval_max_batch", "hidden", "lr_recover", "refine_steps"):
             if getattr(self, name) < 0:
                 raise QRGInputError(f"{name} must be an integer >= 0 (got {getattr(self, name)})")
         for name in ("a", "T", "lr", "rtol", "atol"):
@@ -163,6 +175,16 @@ class SolveConfig:
         if self.sample_clip != 0 and not self.sample_clip >= 1:
             raise QRGInputError(f"sample_clip (per-sample gradient limit in units of the batch median norm) must be "
                                 f"0 (off) or >= 1 (got {self.sample_clip})")
+        if self.refine_batch < 2:
+            raise QRGInputError(f"refine_batch (samples per refinement step) must be an integer >= 2 (got {self.refine_batch})")
+        for name in ("refine_dtau", "refine_shift"):
+            if not getattr(self, name) > 0:
+                raise QRGInputError(f"{name} must be > 0 (got {getattr(self, name)})")
+        if self.refine_broaden != 0 and not 1 <= self.refine_broaden <= 10:
+            raise QRGInputError(f"refine_broaden (prior-noise scale τ of the refinement samples) must be 0 (automatic) "
+                                f"or in [1, 10] (got {self.refine_broaden})")
+        if self.refine_steps and self.laplacian == "none":
+            raise QRGInputError("refine_steps > 0 needs the local energy: laplacian must not be 'none'")
         if not 0 <= self.cv_decay < 1:
             raise QRGInputError(f"cv_decay must be in [0, 1) (got {self.cv_decay})")
         if not 0 <= self.average < 1:

@@ -29,6 +29,7 @@ def result_json(result) -> dict:
         "schedule_steps": result.schedule_steps,
         "averaged_steps": result.averaged_steps,
         "init_from": result.init_from,
+        "refine": result.refine,
         "energy_sys": result.systematic,
         "energy_total_err": result.total_error,
         "discretisation": None if result.discretisation is None else result.discretisation.to_json(),

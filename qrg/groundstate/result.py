@@ -87,6 +87,7 @@ class SolveResult(GroundState):
     schedule_steps: int | None = None  # steps of the learning-rate schedule (the original run's on resume)
     averaged_steps: int = 0  # accepted steps in the iterate average that ``params`` is (0: the last step's)
     init_from: dict | None = None  # the run it started from (solve's init_from): run, d, N, m2, lam, params_sha256
+    refine: dict | None = None  # the refinement phase (qrg.groundstate.refine.refine_summary), None if not run
 
     # ---------------------------------------------------------------- estimates
     @property

@@ -10,6 +10,7 @@ RG-consistency term) of :mod:`qrg.groundstate.objective`, minimised by the train
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import jax
@@ -26,6 +27,7 @@ from .consistency import rg_consistency
 from .estimators import ESTIMATORS, ControlVariateFit, n_stein_features
 from .evaluation import discretisation_check, evaluate
 from .objective import EnergyObjective
+from .refine import RefineSettings, RefineState, refine, refine_summary
 from .result import GroundState, SolveResult
 from .transfer import check_transferable, transfer_params
 
@@ -105,18 +107,37 @@ class _Run:
                 trees[f"{name}_params"], trees[f"{name}_opt_state"] = params, opt_state
         if "average_params" in stored:
             trees["average_params"] = params
+        for name in ("refine_params", "refine_previous_params"):
+            if name in stored:
+                trees[name] = params
         if self.cv_fit is not None:
             trees["cv_state"] = ControlVariateFit(self.cv_fit.state["h"].shape[0], self.cfg.cv_decay).state
         return trees
 
-    def save(self, out, state: LoopState) -> None:
+    def save(self, out, state: LoopState, refine: RefineState | None = None) -> None:
         trees = {**state.trees(), "key": self.root}
         if self.cv_fit is not None:
             trees["cv_state"] = self.cv_fit.state
         meta = {**state.scalars(), "config": self.cfg.to_dict(), "schedule_steps": self.schedule_steps}
+        if refine is not None:  # the refinement phase after the loop: its parameters and progress
+            trees["refine_params"] = refine.params
+            if refine.previous is not None:  # kept until the refined parameters' batch has been checked
+                trees["refine_previous_params"] = refine.previous
+            meta["refine"] = {**refine.meta(), "settings": dataclasses.asdict(refine_settings(self.cfg))}
         if self.init_from is not None:
             meta["init_from"] = self.init_from
         ckpt.save_checkpoint(out, trees, meta)
+
+    def load_refine(self, out, loop_step: int) -> RefineState | None:
+        """The refinement stored in the checkpoint in ``out``, if it continued this loop's final step with this
+        config's refinement settings (else None: the refinement starts afresh from the loop's parameters)."""
+        stored = ckpt.read_meta(out)
+        meta = stored.get("refine")
+        if not meta or meta.get("settings") != dataclasses.asdict(refine_settings(self.cfg)) \
+                or int(meta.get("from_step", -1)) != loop_step:
+            return None
+        trees, _ = ckpt.load_checkpoint(out, self.templates(stored.get("layout") or ()))
+        return RefineState.restore(trees["refine_params"], meta, trees.get("refine_previous_params"))
 
     def load(self, out) -> LoopState:
         stored = ckpt.read_meta(out)
@@ -219,6 +240,12 @@ def _evaluate(flow, params, theory, cfg, key_eval):
     return flow, stats, check
 
 
+def refine_settings(cfg) -> RefineSettings:
+    """The :class:`~qrg.groundstate.refine.RefineSettings` of a config's ``refine_*`` fields."""
+    return RefineSettings(steps=cfg.refine_steps, batch=cfg.refine_batch, dtau=cfg.refine_dtau,
+                          shift=cfg.refine_shift, broaden=cfg.refine_broaden)
+
+
 def check_init_params(init_params, template):
     """``init_params`` as a parameter pytree of the structure of ``template`` (the flow's ``init``): the same
     tree structure and leaf shapes (cast to the template's dtypes), else a QRGInputError naming init_params."""
@@ -296,7 +323,15 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
                 average_from=average_from(cfg, schedule_steps), lr_recover=cfg.lr_recover)
     state = run(loop, state, cfg.steps, key_train)
-    result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record)
+    refined = None
+    if cfg.refine_steps and state.status == "completed":
+        refined = (run_.load_refine(out, state.step) if resume else None) or \
+            RefineState(params=state.averaged_params, from_step=state.step)
+        saver = None if out is None or not is_main_process() else (lambda r: run_.save(out, state, r))
+        refined = refine(flow, theory, refined, jax.random.fold_in(key_train, 0x5E1F), refine_settings(cfg),
+                         laplacian=cfg.laplacian, n_probes=cfg.n_probes, checkpointer=saver,
+                         checkpoint_every=cfg.checkpoint_every)
+    result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record, refined)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
                                                                                             cfg.eval_batch))
@@ -307,9 +342,10 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
 
 
 def _evaluated_result(flow, state: LoopState, theory, cfg, key_eval, mesh, schedule_steps: int,
-                      init_record) -> SolveResult:
-    """The SolveResult of a finished loop: the evaluation of its (averaged) parameters, checked for a runaway."""
-    params = state.averaged_params
+                      init_record, refined: RefineState | None = None) -> SolveResult:
+    """The SolveResult of a finished loop: the evaluation of its (averaged, or refined) parameters, checked for
+    a runaway."""
+    params = state.averaged_params if refined is None else refined.params
     flow, stats, check = _evaluate(flow, params, theory, cfg, key_eval)
     result = SolveResult(
         theory=theory, flow=flow, params=params, stats=stats, history=state.history, events=state.events,
@@ -317,7 +353,8 @@ def _evaluated_result(flow, state: LoopState, theory, cfg, key_eval, mesh, sched
         steps_done=state.step, status=state.status, schedule_steps=schedule_steps,
         reference=theory.free_ground_energy() if theory.is_free else None, discretisation=check,
         n_devices=1 if mesh is None else mesh.devices.size, n_processes=jax.process_count(),
-        averaged_steps=state.n_average, init_from=init_record)
+        averaged_steps=state.n_average, init_from=init_record,
+        refine=None if refined is None else refine_summary(refined, refine_settings(cfg)))
     _check_runaway(result)
     return result
 
@@ -402,5 +439,7 @@ def load_run(directory, *, n_steps: int | None = None) -> GroundState:
         else None
     trees, _ = ckpt.load_checkpoint(directory, _Run(cfg, flow, tx, root, jax.random.split(root, 3)[0],
                                                     cv_fit).templates(meta.get("layout") or ()))
-    # the evaluated parameters: the iterate average when the run kept one (config ``average``)
-    return GroundState(theory=theory, config=cfg, flow=flow, params=trees.get("average_params", trees["params"]))
+    # the evaluated parameters: the refined ones after a refinement, else the iterate average when the run kept
+    # one (config ``average``), else the last step's
+    params = trees.get("refine_params", trees.get("average_params", trees["params"]))
+    return GroundState(theory=theory, config=cfg, flow=flow, params=params)
