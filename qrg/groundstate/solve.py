@@ -221,6 +221,23 @@ def _progress(cfg, start: int):
     return tqdm(total=cfg.steps, initial=min(start, cfg.steps), desc="qrg solve", unit="step", dynamic_ncols=True)
 
 
+class _RefineProgress:
+    """A tqdm bar over the refinement steps with the weighted batch variance (a callback of ``refine``)."""
+
+    def __init__(self, cfg, start: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=cfg.refine_steps, initial=min(start, cfg.refine_steps), desc="qrg refine", unit="step",
+                        dynamic_ncols=True)
+
+    def __call__(self, record):
+        self.bar.set_postfix_str(f"Var(E_loc) {record['variance']:.3g}")
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+
+
 def _evaluate(flow, params, theory, cfg, key_eval):
     """(EnergyStats, DiscretisationCheck | None) of the trained state with the evaluation settings."""
     if cfg.eval_n_steps and cfg.eval_n_steps != cfg.n_steps:
@@ -328,9 +345,12 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
         refined = (run_.load_refine(out, state.step) if resume else None) or \
             RefineState(params=state.averaged_params, from_step=state.step)
         saver = None if out is None or not is_main_process() else (lambda r: run_.save(out, state, r))
+        bar = _RefineProgress(cfg, refined.step) if progress else None
         refined = refine(flow, theory, refined, jax.random.fold_in(key_train, 0x5E1F), refine_settings(cfg),
                          laplacian=cfg.laplacian, n_probes=cfg.n_probes, checkpointer=saver,
-                         checkpoint_every=cfg.checkpoint_every)
+                         checkpoint_every=cfg.checkpoint_every, callback=bar)
+        if bar is not None:
+            bar.close()
     result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record, refined)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
