@@ -340,17 +340,7 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
                 average_from=average_from(cfg, schedule_steps), lr_recover=cfg.lr_recover)
     state = run(loop, state, cfg.steps, key_train)
-    refined = None
-    if cfg.refine_steps and state.status == "completed":
-        refined = (run_.load_refine(out, state.step) if resume else None) or \
-            RefineState(params=state.averaged_params, from_step=state.step)
-        saver = None if out is None or not is_main_process() else (lambda r: run_.save(out, state, r))
-        bar = _RefineProgress(cfg, refined.step) if progress else None
-        refined = refine(flow, theory, refined, jax.random.fold_in(key_train, 0x5E1F), refine_settings(cfg),
-                         laplacian=cfg.laplacian, n_probes=cfg.n_probes, checkpointer=saver,
-                         checkpoint_every=cfg.checkpoint_every, callback=bar)
-        if bar is not None:
-            bar.close()
+    refined = _refine_phase(run_, flow, theory, state, key_train, out, resume, progress)
     result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record, refined)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
@@ -359,6 +349,26 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     if out is not None and is_main_process():  # one writer when several processes run the solve
         result.save(out)
     return result
+
+
+def _refine_phase(run_: _Run, flow, theory, state: LoopState, key_train, out, resume: bool,
+                  progress: bool) -> RefineState | None:
+    """The refinement after a completed loop (None if ``refine_steps`` is 0 or the loop did not complete): resumed
+    from the checkpoint when it holds one that continued this loop with these settings, else started from the
+    loop's (averaged) parameters; checkpointed into the solve's checkpoint."""
+    cfg = run_.cfg
+    if not cfg.refine_steps or state.status != "completed":
+        return None
+    refined = (run_.load_refine(out, state.step) if resume else None) or \
+        RefineState(params=state.averaged_params, from_step=state.step)
+    saver = None if out is None or not is_main_process() else (lambda r: run_.save(out, state, r))
+    bar = _RefineProgress(cfg, refined.step) if progress else None
+    refined = refine(flow, theory, refined, jax.random.fold_in(key_train, 0x5E1F), refine_settings(cfg),
+                     laplacian=cfg.laplacian, n_probes=cfg.n_probes, checkpointer=saver,
+                     checkpoint_every=cfg.checkpoint_every, callback=bar)
+    if bar is not None:
+        bar.close()
+    return refined
 
 
 def _evaluated_result(flow, state: LoopState, theory, cfg, key_eval, mesh, schedule_steps: int,

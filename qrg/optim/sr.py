@@ -64,8 +64,7 @@ def broadening_for(dim: int, ess_fraction: float = 0.5) -> float:
         raise QRGInputError(f"dim (degrees of freedom) must be >= 1 (got {dim})")
     if not 0 < ess_fraction < 1:
         raise QRGInputError(f"ess_fraction must be in (0, 1) (got {ess_fraction})")
-    lo, hi = 1.0, 1.0 + 1.0 / math.sqrt(dim) * 8.0  # sqrt(2τ²−1)/τ² falls monotonically for τ ≥ 1
-    hi = min(hi, 2.0**0.5 * 10)
+    lo, hi = 1.0, 10.0  # sqrt(2τ²−1)/τ² falls monotonically for τ ≥ 1; 10 is refine_broaden's upper bound
     for _ in range(100):
         mid = 0.5 * (lo + hi)
         if effective_sample_fraction(mid, dim) > ess_fraction:
