@@ -13,7 +13,8 @@ from qrg.groundstate import solve
 from qrg.groundstate.ansatz import draw, laplacians
 from qrg.groundstate.estimators import local_energy_values
 from qrg.optim import read_meta
-from qrg.optim.sr import broadened_noise, broadening_for, effective_sample_fraction, min_sr_direction
+from qrg.optim.sr import (broadened_noise, broadening_for, effective_sample_fraction, min_sr_direction,
+                          site_broadened_noise)
 
 SITE = qrg.Phi4.chain(1, 1.0, 24.0)
 TINY = dict(steps=5, batch=8, n_steps=4, eval_n_steps=4, eval_batch=64, local_batch=64, systematic_batch=0,
@@ -48,6 +49,26 @@ def test_broadened_noise_weights_give_standard_normal_moments(key):
     np.testing.assert_allclose(w1, 1 / 64)
 
 
+def test_site_broadened_noise_weights_give_standard_normal_moments_on_every_site(key):
+    """The site proposal on 4 sites: one site's noise is wide in about α = ½ of the draws, and the weighted means
+    give E z_j² = 1 and E z_j⁴ = 3 on every site and E z_0² z_1² = 1 (within 4σ of the spread over batches); its
+    weights are bounded (at most 1/(1 − α) = 2 times their mean), so the effective sample fraction is ≥ ½ on any
+    lattice, 256 sites included."""
+    z, w = site_broadened_noise(key, 200_000, (4,), 3.0)
+    wide = jnp.sum(jnp.abs(z) > 4.5, axis=0)  # P(|z| > 4.5) is 7e-6 under N(0, 1), 13 % under N(0, 9)
+    assert np.all(np.asarray(wide) > 0.5 * 200_000 / 4 * 0.13)
+    chunks = list(zip(jnp.split(z, 20), jnp.split(w * 20, 20)))
+    for j in range(4):
+        for power, exact in ((2, 1.0), (4, 3.0)):
+            vals = [float(jnp.sum(wb * zb[:, j] ** power)) for zb, wb in chunks]
+            assert abs(np.mean(vals) - exact) < 4 * np.std(vals, ddof=1) / np.sqrt(len(vals)), (j, power)
+    cross = [float(jnp.sum(wb * zb[:, 0] ** 2 * zb[:, 1] ** 2)) for zb, wb in chunks]
+    assert abs(np.mean(cross) - 1.0) < 4 * np.std(cross, ddof=1) / np.sqrt(len(cross))
+    for dim in (4, 256):
+        _, w = site_broadened_noise(key, 20_000, (dim,), 3.0)
+        assert float(1 / jnp.sum(w**2)) / 20_000 >= 0.5
+
+
 @pytest.mark.parametrize("dim", [1, 16, 256])
 def test_automatic_broadening_has_half_the_samples_effective(dim, key):
     tau = broadening_for(dim)
@@ -61,18 +82,24 @@ def test_automatic_broadening_has_half_the_samples_effective(dim, key):
 @pytest.mark.parametrize("bad,match", [(dict(refine_batch=1), "refine_batch"), (dict(refine_dtau=0.0), "refine_dtau"),
                                        (dict(refine_shift=-1.0), "refine_shift"), (dict(refine_broaden=0.5), "refine_broaden"),
                                        (dict(refine_steps=-1), "refine_steps"),
-                                       (dict(refine_steps=3, laplacian="none"), "laplacian")])
+                                       (dict(refine_steps=3, laplacian="none"), "laplacian"),
+                                       (dict(refine_proposal="tails"), "refine_proposal")])
 def test_bad_refine_settings_are_refused_by_name(bad, match):
     with pytest.raises(qrg.QRGInputError, match=match):
         qrg.groundstate.SolveConfig(**bad)
 
 
-def test_refinement_resumed_is_bit_identical_to_uninterrupted(tmp_path):
-    """3 refinement steps, then resumed to 6, give the parameters and records of 6 in one go; the checkpoint holds
-    the refined parameters, which load_run returns; the loop's own parameters are untouched."""
+def test_refinement_resumed_is_bit_identical_to_uninterrupted(tmp_path, monkeypatch):
+    """3 refinement steps, then resumed to 6 (continuing: only steps 3–5 and the final check draw batches), give the
+    parameters and records of 6 in one go; the checkpoint holds the refined parameters, which load_run returns; the
+    loop's own parameters are untouched."""
     straight = solve(SITE, out=tmp_path / "a", refine_steps=6, **TINY)
     solve(SITE, out=tmp_path / "b", refine_steps=3, **TINY)
+    batches = []
+    counted = qrg.groundstate.refine.refine_batch
+    monkeypatch.setattr(qrg.groundstate.refine, "refine_batch", lambda *a, **k: batches.append(1) or counted(*a, **k))
     resumed = solve(SITE, out=tmp_path / "b", resume=True, refine_steps=6, **TINY)
+    assert len(batches) == 4
     assert straight.refine["steps"] == resumed.refine["steps"] == 6 and resumed.refine["status"] == "completed"
     assert straight.refine["history"] == resumed.refine["history"]
     for x, y in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
@@ -128,4 +155,4 @@ def test_cli_reports_the_refinement(tmp_path, capsys):
                  "--out", str(tmp_path)])
     assert code == 0
     err = capsys.readouterr().err
-    assert "refined 2 SR step(s) of 8 samples (tau = 2.73)" in err and "status: completed" in err
+    assert "refined 2 SR step(s) of 8 samples (site proposal, tau = 3)" in err and "status: completed" in err

@@ -16,7 +16,7 @@ import sys
 
 from .._validation import QRGInputError
 from ..flow import ADJOINTS, INTEGRATORS, SOLVERS
-from ..groundstate.config import CONTROL_VARIATES, REPORTED_ESTIMATORS, SolveConfig
+from ..groundstate.config import CONTROL_VARIATES, REFINE_PROPOSALS, REPORTED_ESTIMATORS, SolveConfig
 from ..groundstate.estimators import LAPLACIANS
 from ..models import MODELS
 from ..optim import OPTIMIZERS
@@ -56,8 +56,10 @@ _FLAGS = {
     "refine_batch": dict(type=int, help="samples per refinement step (default 128)"),
     "refine_dtau": dict(type=float, help="imaginary-time step of the refinement (default 0.05)"),
     "refine_shift": dict(type=float, help="diagonal shift of the refinement's sample-space system (default 1e-4)"),
-    "refine_broaden": dict(type=float, help="prior-noise scale of the refinement samples (0 = automatic: "
-                           "effective sample fraction 1/2; else in [1, 10])"),
+    "refine_broaden": dict(type=float, help="prior-noise scale of the refinement samples (0 = automatic: 3 "
+                           "for the site proposal, effective sample fraction 1/2 for the global one; else in [1, 10])"),
+    "refine_proposal": dict(choices=REFINE_PROPOSALS, help="refinement samples: broaden one site's prior noise at "
+                            "a time (site, the default) or all of it (global)"),
     "beta_rg": dict(type=float, help="weight of the RG-consistency term (default 0.1; 0 = energy only)"),
     "control_variates": dict(choices=CONTROL_VARIATES,
                              help="zero-mean Stein control variates in the training energy (default stein)"),
@@ -181,7 +183,7 @@ def run(args) -> int:
     if result.refine is not None:
         r = result.refine
         first, last = r["first"] or {}, r["last"] or {}
-        say(f"qrg solve: refined {r['steps']} SR step(s) of {r['batch']} samples (tau = {r['tau']:.3g}): weighted "
+        say(f"qrg solve: refined {r['steps']} SR step(s) of {r['batch']} samples ({r.get('proposal', 'global')} proposal, tau = {r['tau']:.3g}): weighted "
             f"batch Var(E_loc) {first.get('variance', float('nan')):.3g} -> {last.get('variance', float('nan')):.3g} "
             f"in {r['time_s']:.0f} s; status: {r['status']}", file=sys.stderr)
         if r["status"] == "nonfinite":

@@ -36,6 +36,7 @@ from .objective import CONSISTENCY
 CUSTOM_MODEL = "custom"
 INITS = ("hartree", "default")
 CONTROL_VARIATES = ("stein", "none")
+REFINE_PROPOSALS = ("site", "global")
 #: what ``estimator`` may name: an estimator fixed in advance, or "auto" (smallest error bar, chosen after the fact)
 REPORTED_ESTIMATORS = ("cv", "ibp", "local", "auto")
 #: keys added with a default that changes the run, and the value a checkpoint written before them implies
@@ -85,9 +86,9 @@ class SolveConfig:
     Refinement (:mod:`qrg.groundstate.refine`, docs/solver.md "Refinement"): after the optimisation,
     ``refine_steps`` steps (0 = off, the default) of stochastic reconfiguration with the zero-variance force on
     ``refine_batch`` exact samples each, imaginary-time step ``refine_dtau``, diagonal shift ``refine_shift`` of
-    the sample-space system, samples drawn from prior noise broadened by ``refine_broaden`` τ (0 = automatic,
-    expected effective sample fraction ½) and importance-weighted back to p_θ; the refined parameters are the
-    ones evaluated.
+    the sample-space system, samples drawn from prior noise broadened by ``refine_broaden`` τ (0 = automatic)
+    one site at a time (``refine_proposal`` "site", the default) or all at once ("global") and
+    importance-weighted back to p_θ; the refined parameters are the ones evaluated.
     Checkpoints: every ``checkpoint_every`` steps (0 = only at the end) when an output directory is given.
     Devices: the Monte Carlo batch is sharded over ``devices`` devices (0 = all of ``jax.devices()``;
     1 = no sharding); ``batch`` must be a multiple of their number.
@@ -138,6 +139,7 @@ class SolveConfig:
     refine_dtau: float = 0.05
     refine_shift: float = 1e-4
     refine_broaden: float = 0.0
+    refine_proposal: str = "site"
     # evaluation
     estimator: str = "cv"
     eval_batch: int = 4096
@@ -183,6 +185,8 @@ class SolveConfig:
         if self.refine_broaden != 0 and not 1 <= self.refine_broaden <= 10:
             raise QRGInputError(f"refine_broaden (prior-noise scale τ of the refinement samples) must be 0 (automatic) "
                                 f"or in [1, 10] (got {self.refine_broaden})")
+        if self.refine_proposal not in REFINE_PROPOSALS:
+            raise QRGInputError(f"refine_proposal must be one of {', '.join(REFINE_PROPOSALS)} (got {self.refine_proposal!r})")
         if self.refine_steps and self.laplacian == "none":
             raise QRGInputError("refine_steps > 0 needs the local energy: laplacian must not be 'none'")
         if not 0 <= self.cv_decay < 1:

@@ -9,9 +9,10 @@ ansatz (:func:`qrg.optim.sr.min_sr_direction`):
 
     θ ← θ − dτ δ,   δ = argmin Σ_b w_b |(O_b − Ō)·δ − (E_loc,b − Ē)|² + ε|δ|²,   O_b = ∂_θ log Ψ_θ(φ_b),
 
-on ``batch`` exact samples of the flow per step, drawn from prior noise broadened by τ and weighted back to
-p_θ (:func:`qrg.optim.sr.broadened_noise`), so that the large-field tail that carries most of Var(E_loc)
-is in the fit. O_b comes from one reverse pass per sample through the backward solve that draws it
+on ``batch`` exact samples of the flow per step, drawn from prior noise with one site's noise at a time
+broadened by τ and weighted back to p_θ (:func:`qrg.optim.sr.site_broadened_noise`; or all of it,
+:func:`qrg.optim.sr.broadened_noise`), so that the large-field tail that carries most of Var(E_loc) — one
+site at a large field — is in the fit. O_b comes from one reverse pass per sample through the backward solve that draws it
 (O_b = ½ ∂_θ[log p_θ(Φ_θ(z_b)) − sg(s_b)·Φ_θ(z_b)], s_b the exact score: the total derivative along the
 sample minus the part that moves the sample is the derivative at fixed φ); E_loc needs Δ log p (exact up to
 64 sites, else Hutchinson, whose probe noise then enters the force). Cost per step: ``batch`` per-sample
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ..optim.sr import broadened_noise, broadening_for, min_sr_direction
+from ..optim.sr import SITE_BROADENING, broadened_noise, broadening_for, min_sr_direction, site_broadened_noise
 from .ansatz import laplacians
 from .estimators import local_energy_values, resolve_laplacian_method
 
@@ -42,17 +43,27 @@ from .estimators import local_energy_values, resolve_laplacian_method
 @dataclasses.dataclass(frozen=True)
 class RefineSettings:
     """``steps`` SR steps of ``batch`` samples, imaginary-time step ``dtau``, diagonal shift ``shift`` (ε of the
-    n × n system), prior-noise broadening ``broaden`` τ ≥ 1 (0 = automatic: the τ whose expected effective
-    sample fraction is ½, :func:`qrg.optim.sr.broadening_for`)."""
+    n × n system), the ``proposal`` of the samples: "site" (one site's prior noise at a time broadened,
+    :func:`qrg.optim.sr.site_broadened_noise`) or "global" (all of it, :func:`qrg.optim.sr.broadened_noise`),
+    with broadening ``broaden`` τ ≥ 1 (0 = automatic: 3 for "site", :data:`qrg.optim.sr.SITE_BROADENING`; for
+    "global" the τ whose expected effective sample fraction is ½, :func:`qrg.optim.sr.broadening_for`)."""
 
     steps: int = 0
     batch: int = 128
     dtau: float = 0.05
     shift: float = 1e-4
     broaden: float = 0.0
+    proposal: str = "site"
 
     def tau(self, n_sites: int) -> float:
-        return self.broaden if self.broaden else broadening_for(n_sites)
+        if self.broaden:
+            return self.broaden
+        return SITE_BROADENING if self.proposal == "site" else broadening_for(n_sites)
+
+    def noise(self, key, n_sites: int, shape: tuple):
+        """The white noise of one step's ``batch`` samples and its normalised importance weights."""
+        draw = site_broadened_noise if self.proposal == "site" else broadened_noise
+        return draw(key, self.batch, shape, self.tau(n_sites))
 
 
 #: a batch energy above first + RUNAWAY · max(|first|, 1) stops the refinement (the optimisation loop's factor)
@@ -109,7 +120,7 @@ def refine_batch(flow, theory, params, key, settings: RefineSettings, laplacian:
     lat = theory.lattice
     tau = settings.tau(lat.n_sites)
     k_noise, k_lap = jax.random.split(key)
-    white, w = broadened_noise(k_noise, settings.batch, lat.shape, tau)
+    white, w = settings.noise(k_noise, lat.n_sites, lat.shape)
     rows, phi, s = log_psi_jacobian(flow, params, white)
     method = resolve_laplacian_method(laplacian, lat)
     e = local_energy_values(theory, phi, s, laplacians(flow, params, phi, k_lap, method, n_probes))
@@ -183,5 +194,5 @@ def refine_summary(state: RefineState, settings: RefineSettings) -> dict:
     """The JSON record of a refinement (``result.json`` ``refine``)."""
     h = state.history
     return {"steps": state.step, "status": state.status, "batch": settings.batch, "dtau": settings.dtau,
-            "shift": settings.shift, "tau": (h[0] if h else state.check or {}).get("tau"), "time_s": state.time_s,
+            "shift": settings.shift, "proposal": settings.proposal, "tau": (h[0] if h else state.check or {}).get("tau"), "time_s": state.time_s,
             "first": h[0] if h else None, "last": state.check or (h[-1] if h else None), "history": h}

@@ -130,11 +130,16 @@ class _Run:
 
     def load_refine(self, out, loop_step: int) -> RefineState | None:
         """The refinement stored in the checkpoint in ``out``, if it continued this loop's final step with this
-        config's refinement settings (else None: the refinement starts afresh from the loop's parameters)."""
+        config's refinement settings and at most its number of steps (more steps continue it; else None: the
+        refinement starts afresh from the loop's parameters)."""
         stored = ckpt.read_meta(out)
         meta = stored.get("refine")
-        if not meta or meta.get("settings") != dataclasses.asdict(refine_settings(self.cfg)) \
-                or int(meta.get("from_step", -1)) != loop_step:
+
+        def same(settings):  # everything but the number of steps, which a resume may raise
+            return {k: v for k, v in settings.items() if k != "steps"}
+
+        if not meta or same(meta.get("settings", {})) != same(dataclasses.asdict(refine_settings(self.cfg))) \
+                or int(meta.get("from_step", -1)) != loop_step or int(meta.get("step", 0)) > self.cfg.refine_steps:
             return None
         trees, _ = ckpt.load_checkpoint(out, self.templates(stored.get("layout") or ()))
         return RefineState.restore(trees["refine_params"], meta, trees.get("refine_previous_params"))
@@ -260,7 +265,7 @@ def _evaluate(flow, params, theory, cfg, key_eval):
 def refine_settings(cfg) -> RefineSettings:
     """The :class:`~qrg.groundstate.refine.RefineSettings` of a config's ``refine_*`` fields."""
     return RefineSettings(steps=cfg.refine_steps, batch=cfg.refine_batch, dtau=cfg.refine_dtau,
-                          shift=cfg.refine_shift, broaden=cfg.refine_broaden)
+                          shift=cfg.refine_shift, broaden=cfg.refine_broaden, proposal=cfg.refine_proposal)
 
 
 def check_init_params(init_params, template):
@@ -339,8 +344,10 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 progress=_progress(cfg, state.step) if progress else None,
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
                 average_from=average_from(cfg, schedule_steps), lr_recover=cfg.lr_recover)
+    # a stored refinement is read before the loop, whose final checkpoint does not carry it
+    stored = run_.load_refine(out, state.step) if resume and cfg.refine_steps else None
     state = run(loop, state, cfg.steps, key_train)
-    refined = _refine_phase(run_, flow, theory, state, key_train, out, resume, progress)
+    refined = _refine_phase(run_, flow, theory, state, key_train, out, stored, progress)
     result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record, refined)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
@@ -351,16 +358,17 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     return result
 
 
-def _refine_phase(run_: _Run, flow, theory, state: LoopState, key_train, out, resume: bool,
+def _refine_phase(run_: _Run, flow, theory, state: LoopState, key_train, out, stored: RefineState | None,
                   progress: bool) -> RefineState | None:
-    """The refinement after a completed loop (None if ``refine_steps`` is 0 or the loop did not complete): resumed
-    from the checkpoint when it holds one that continued this loop with these settings, else started from the
-    loop's (averaged) parameters; checkpointed into the solve's checkpoint."""
+    """The refinement after a completed loop (None if ``refine_steps`` is 0 or the loop did not complete): the
+    ``stored`` one (:meth:`_Run.load_refine` of a resumed run) continued if it continued this loop's final step,
+    else started from the loop's (averaged) parameters; checkpointed into the solve's checkpoint."""
     cfg = run_.cfg
     if not cfg.refine_steps or state.status != "completed":
         return None
-    refined = (run_.load_refine(out, state.step) if resume else None) or \
-        RefineState(params=state.averaged_params, from_step=state.step)
+    if stored is None or stored.from_step != state.step:
+        stored = RefineState(params=state.averaged_params, from_step=state.step)
+    refined = stored
     saver = None if out is None or not is_main_process() else (lambda r: run_.save(out, state, r))
     bar = _RefineProgress(cfg, refined.step) if progress else None
     refined = refine(flow, theory, refined, jax.random.fold_in(key_train, 0x5E1F), refine_settings(cfg),
