@@ -447,6 +447,15 @@ def test_cli_scan_and_crossing(first, tmp_path, capsys):
     assert "U4" in printed and "E/site" in printed and len(printed.strip().splitlines()) == 2
     data = json.loads((out / "scan.json").read_text())
     assert [p["m2"] for p in data["points"]] == [1.0] and data["options"] == TINY
+    assert data["points"][0]["refine"] is None
+    # the refinement of every point, forwarded to qrg solve; the warm start of the next point is the refined state
+    assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1,0.9", *TINY_FLAGS, "--samples", str(SAMPLES),
+                 "--refine-steps", "2", "--refine-batch", "8", "--out", str(tmp_path / "refined")]) == 0
+    refined = json.loads((tmp_path / "refined" / "scan.json").read_text())
+    assert refined["options"]["refine_steps"] == 2
+    assert [p["refine"]["steps"] for p in refined["points"]] == [2, 2]
+    assert refined["points"][1]["warm_start"]["init_params_sha256"] == refined["points"][0]["params_sha256"]
+    capsys.readouterr()
     # errors: exit 2 with "qrg scan: error: ..."
     assert main(["scan", "--N", "4", "--lam", "6", "--m2", "1", "--out", str(out)]) == 2
     assert "qrg scan: error:" in capsys.readouterr().err

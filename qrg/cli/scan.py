@@ -63,6 +63,10 @@ _QRG_FLAGS = {
     "systematic_batch": dict(type=int, help="qrg: samples of the ODE step-doubling check (0 = off)"),
     "consistency_batch": dict(type=int, help="qrg: samples of the RG-consistency diagnostic (0 = off)"),
     "checkpoint_every": dict(type=int, help="qrg: checkpoint every K steps (0 = at the end only)"),
+    "refine_steps": dict(type=int, help="qrg: SR refinement steps after each point's optimisation (0 = off; "
+                         "measured to move the broken phase's ⟨M²⟩ towards DMRG, docs/scan.md)"),
+    "refine_batch": dict(type=int, help="qrg: samples per refinement step (default 128)"),
+    "refine_dtau": dict(type=float, help="qrg: imaginary-time step of the refinement (default 0.05)"),
 }
 
 

@@ -127,6 +127,8 @@ def _run_qrg(theory, label, point_dir, options, n_samples, warm, *, continue_poi
         "run_dir": f"{POINTS_DIR}/{label}", "warm_start": warm_record, "params_sha256": params_digest(result.params),
         "continued_from_checkpoint": bool(continue_point),
         "warnings": list(result.warnings),
+        "refine": None if result.refine is None else {k: result.refine[k] for k in ("steps", "status", "time_s",
+                                                                                     "proposal", "batch", "dtau")},
     }
     return record, result.params, result.status
 
