@@ -183,9 +183,9 @@ def run(args) -> int:
     if result.refine is not None:
         r = result.refine
         first, last = r["first"] or {}, r["last"] or {}
-        say(f"qrg solve: refined {r['steps']} SR step(s) of {r['batch']} samples ({r.get('proposal', 'global')} proposal, tau = {r['tau']:.3g}): weighted "
-            f"batch Var(E_loc) {first.get('variance', float('nan')):.3g} -> {last.get('variance', float('nan')):.3g} "
-            f"in {r['time_s']:.0f} s; status: {r['status']}", file=sys.stderr)
+        say(f"qrg solve: refined {r['steps']} SR step(s) of {r['batch']} samples ({r.get('proposal', 'global')} "
+            f"proposal, tau = {r['tau']:.3g}): weighted batch Var(E_loc) {first.get('variance', float('nan')):.3g} -> "
+            f"{last.get('variance', float('nan')):.3g} in {r['time_s']:.0f} s; status: {r['status']}", file=sys.stderr)
         if r["status"] == "nonfinite":
             say(f"qrg solve: the refinement stopped at step {r['steps']}: a non-finite local energy or update; "
                 "the last finite parameters are evaluated; lower --refine-dtau", file=sys.stderr)

@@ -194,5 +194,6 @@ def refine_summary(state: RefineState, settings: RefineSettings) -> dict:
     """The JSON record of a refinement (``result.json`` ``refine``)."""
     h = state.history
     return {"steps": state.step, "status": state.status, "batch": settings.batch, "dtau": settings.dtau,
-            "shift": settings.shift, "proposal": settings.proposal, "tau": (h[0] if h else state.check or {}).get("tau"), "time_s": state.time_s,
+            "shift": settings.shift, "proposal": settings.proposal, "tau": (h[0] if h else state.check or {}).get("tau"),
+            "time_s": state.time_s,
             "first": h[0] if h else None, "last": state.check or (h[-1] if h else None), "history": h}

@@ -89,6 +89,7 @@ class _Run:
         self.cfg, self.flow, self.tx, self.root, self.key_init, self.cv_fit = cfg, flow, tx, root, key_init, cv_fit
         self.schedule_steps = cfg.steps if schedule_steps is None else schedule_steps
         self.init_from = init_from  # the record of the run it started from (init_from), kept in the checkpoint
+        self.stored_refine: RefineState | None = None  # set by load: a refinement the checkpoint holds
 
     def templates(self, stored=()) -> dict:
         """The structures of a checkpoint's arrays; ``stored``: the names it holds (the divergence guard's
@@ -128,20 +129,17 @@ class _Run:
             meta["init_from"] = self.init_from
         ckpt.save_checkpoint(out, trees, meta)
 
-    def load_refine(self, out, loop_step: int) -> RefineState | None:
-        """The refinement stored in the checkpoint in ``out``, if it continued this loop's final step with this
-        config's refinement settings and at most its number of steps (more steps continue it; else None: the
-        refinement starts afresh from the loop's parameters)."""
-        stored = ckpt.read_meta(out)
-        meta = stored.get("refine")
-
+    def _stored_refine(self, meta, trees, loop_step: int) -> RefineState | None:
+        """The refinement a loaded checkpoint holds (``meta``: its "refine" record), if it continued this loop's
+        final step with this config's refinement settings and at most its number of steps (more steps continue
+        it; else None: the refinement starts afresh from the loop's parameters)."""
         def same(settings):  # everything but the number of steps, which a resume may raise
             return {k: v for k, v in settings.items() if k != "steps"}
 
-        if not meta or same(meta.get("settings", {})) != same(dataclasses.asdict(refine_settings(self.cfg))) \
+        if not self.cfg.refine_steps or not meta \
+                or same(meta.get("settings", {})) != same(dataclasses.asdict(refine_settings(self.cfg))) \
                 or int(meta.get("from_step", -1)) != loop_step or int(meta.get("step", 0)) > self.cfg.refine_steps:
             return None
-        trees, _ = ckpt.load_checkpoint(out, self.templates(stored.get("layout") or ()))
         return RefineState.restore(trees["refine_params"], meta, trees.get("refine_previous_params"))
 
     def load(self, out) -> LoopState:
@@ -159,6 +157,8 @@ class _Run:
         if self.cv_fit is not None:
             self.cv_fit.state = {k: np.asarray(v, dtype=float) for k, v in trees["cv_state"].items()}
         state = LoopState.restore(trees, meta)
+        # read now: the loop's final checkpoint, written before the refinement phase, does not carry it
+        self.stored_refine = self._stored_refine(stored.get("refine"), trees, state.step)
         if state.status == "completed":  # resumed with more steps: continue the same run
             state.status = "running"
         return state
@@ -344,10 +344,8 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
                 progress=_progress(cfg, state.step) if progress else None,
                 poison_steps=frozenset(int(s) for s in inject_nan_at), divergence=DivergenceGuard(),
                 average_from=average_from(cfg, schedule_steps), lr_recover=cfg.lr_recover)
-    # a stored refinement is read before the loop, whose final checkpoint does not carry it
-    stored = run_.load_refine(out, state.step) if resume and cfg.refine_steps else None
     state = run(loop, state, cfg.steps, key_train)
-    refined = _refine_phase(run_, flow, theory, state, key_train, out, stored, progress)
+    refined = _refine_phase(run_, flow, theory, state, key_train, out, progress)
     result = _evaluated_result(flow, state, theory, cfg, key_eval, mesh, schedule_steps, init_record, refined)
     if cfg.consistency_batch:
         result.consistency = rg_consistency(result, jax.random.fold_in(key_eval, 0xC0), min(cfg.consistency_batch,
@@ -358,17 +356,16 @@ def solve(theory=None, *, config: SolveConfig | None = None, model=None, out=Non
     return result
 
 
-def _refine_phase(run_: _Run, flow, theory, state: LoopState, key_train, out, stored: RefineState | None,
-                  progress: bool) -> RefineState | None:
-    """The refinement after a completed loop (None if ``refine_steps`` is 0 or the loop did not complete): the
-    ``stored`` one (:meth:`_Run.load_refine` of a resumed run) continued if it continued this loop's final step,
+def _refine_phase(run_: _Run, flow, theory, state: LoopState, key_train, out, progress: bool) -> RefineState | None:
+    """The refinement after a completed loop (None if ``refine_steps`` is 0 or the loop did not complete): the one
+    a resumed run's checkpoint held (``run_.stored_refine``) continued if it continued this loop's final step,
     else started from the loop's (averaged) parameters; checkpointed into the solve's checkpoint."""
     cfg = run_.cfg
     if not cfg.refine_steps or state.status != "completed":
         return None
-    if stored is None or stored.from_step != state.step:
-        stored = RefineState(params=state.averaged_params, from_step=state.step)
-    refined = stored
+    stored = run_.stored_refine
+    refined = stored if stored is not None and stored.from_step == state.step else \
+        RefineState(params=state.averaged_params, from_step=state.step)
     saver = None if out is None or not is_main_process() else (lambda r: run_.save(out, state, r))
     bar = _RefineProgress(cfg, refined.step) if progress else None
     refined = refine(flow, theory, refined, jax.random.fold_in(key_train, 0x5E1F), refine_settings(cfg),
