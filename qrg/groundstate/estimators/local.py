@@ -25,6 +25,16 @@ from .base import ESTIMATORS, EnergyEstimator, with_tails
 #: lattices with at most this many sites get the exact Laplacian by default
 EXACT_LAPLACIAN_MAX_SITES = 64
 
+#: tangents (sites or probes) × samples handled in one vectorised pass; fewer samples per chunk → more
+#: tangents at once. Small batches are overhead-bound: on the 16-site chain a 128-sample chunk takes 0.39 s
+#: with 8 sites at a time against 0.70 s one site at a time (2-core CPU); at 32 sites × 256 samples the two
+#: are equal (the work is then the O(n_sites²) arithmetic, not the per-pass overhead).
+TANGENT_SAMPLES_PER_PASS = 1024
+
+
+def _tangents_per_pass(n_samples: int, n_tangents: int) -> int:
+    return int(max(1, min(n_tangents, TANGENT_SAMPLES_PER_PASS // max(n_samples, 1))))
+
 #: how Δ log p is computed: "auto" resolves to exact (≤ EXACT_LAPLACIAN_MAX_SITES sites) or hutchinson
 LAPLACIANS: Registry = Registry("Laplacian method")
 for _name in ("auto", "exact", "hutchinson", "none"):
@@ -58,7 +68,8 @@ def second_directional_derivative(log_prob_batch, phi, tangent):
 def laplacian_exact(log_prob_batch, phi, lattice):
     """Δ_φ log p(φ_b) = Σ_i e_iᵀ H_b e_i for a batch ``phi`` of shape (n,) + lattice.shape.
 
-    One second directional derivative per site (``lax.map`` over sites keeps memory at one).
+    One second directional derivative per site, :data:`TANGENT_SAMPLES_PER_PASS` // n sites at a time
+    (``lax.map`` with a batch size: memory stays at a few sites' worth).
     """
     n_sites = lattice.n_sites
 
@@ -66,7 +77,8 @@ def laplacian_exact(log_prob_batch, phi, lattice):
         e = jnp.zeros(n_sites, dtype=phi.dtype).at[i].set(1.0).reshape(lattice.shape)
         return second_directional_derivative(log_prob_batch, phi, jnp.broadcast_to(e, phi.shape))
 
-    return jnp.sum(jax.lax.map(diagonal_element, jnp.arange(n_sites)), axis=0)
+    group = _tangents_per_pass(phi.shape[0], n_sites)
+    return jnp.sum(jax.lax.map(diagonal_element, jnp.arange(n_sites), batch_size=group), axis=0)
 
 
 def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
@@ -77,7 +89,7 @@ def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
         v = jax.random.rademacher(k, phi.shape, dtype=phi.dtype)
         return second_directional_derivative(log_prob_batch, phi, v)
 
-    return jnp.mean(jax.lax.map(probe, keys), axis=0)
+    return jnp.mean(jax.lax.map(probe, keys, batch_size=_tangents_per_pass(phi.shape[0], n_probes)), axis=0)
 
 
 def resolve_laplacian_method(method: str, lattice) -> str:
