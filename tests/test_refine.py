@@ -12,6 +12,7 @@ from qrg.cli import main
 from qrg.groundstate import solve
 from qrg.groundstate.ansatz import draw, laplacians
 from qrg.groundstate.estimators import local_energy_values
+from qrg.groundstate.refine import MAX_RECOVERIES, RefineState
 from qrg.optim import read_meta
 from qrg.optim.sr import (broadened_noise, broadening_for, effective_sample_fraction, min_sr_direction,
                           site_broadened_noise)
@@ -116,11 +117,44 @@ def test_refinement_resumed_is_bit_identical_to_uninterrupted(tmp_path, monkeypa
     assert other.refine["steps"] == 2 and other.refine["history"][0]["energy"] == straight.refine["history"][0]["energy"]
 
 
-def test_a_refinement_that_blows_up_stops_and_keeps_the_last_finite_state(tmp_path):
-    result = solve(SITE, out=tmp_path, refine_steps=10, refine_dtau=1e12, **TINY)
-    assert result.refine["status"] == "nonfinite" and result.refine["steps"] < 10
-    assert all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(result.params))
+def test_a_refinement_that_blows_up_rolls_back_then_stops_with_its_lowest_variance_state(tmp_path):
+    """dτ = 1e12 blows up on every update: each time the phase rolls back to the start (the only checked batch)
+    with dτ halved, and after MAX_RECOVERIES it stops there: the evaluated parameters are the loop's own."""
+    result = solve(SITE, out=tmp_path / "a", refine_steps=10, refine_dtau=1e12, **TINY)
+    r = result.refine
+    assert r["status"] == "nonfinite" and r["recoveries"] == MAX_RECOVERIES and r["best_step"] == 0
+    assert r["dtau_final"] == 1e12 / 2**MAX_RECOVERIES and r["steps"] == 2 * MAX_RECOVERIES + 1
+    loop = solve(SITE, out=tmp_path / "b", **TINY)
+    for x, y in zip(jax.tree_util.tree_leaves(result.params), jax.tree_util.tree_leaves(loop.params)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
     assert np.isfinite(result.energy.mean)
+
+
+def test_refine_guard_counts_two_strikes_or_one_huge_batch_and_rolls_back_to_the_lowest_variance():
+    """Blow-ups are measured against the median variance of the last updating steps (a lone low batch does not
+    move it), need two strikes at BLOWUP× or one at BLOWUP_ONCE×, and roll back to the lowest-variance parameters."""
+    state = RefineState(params=None)
+
+    def step(params, v):  # the loop's bookkeeping for a batch of variance v at ``params``
+        state.params = params
+        why, strikes = state.blown_up({"variance": v})
+        if why is None:
+            state.accept({"variance": v}, strikes)
+            state.history.append({"variance": v})
+            state.step += 1
+        return why
+
+    for i, v in enumerate([1e-4, 2e-4, 1e-4, 1e-9, 1e-3]):  # no check before 3 steps; the 1e-9 fluke is the best
+        assert step(f"p{i}", v) is None
+    assert state.reference_variance() == 1e-4 and (state.best, state.best_step) == ("p3", 3)
+    assert step("p5", 40 * 1e-4) is None and state.strikes == 1  # first strike
+    assert step("p6", 1e-4) is None and state.strikes == 0  # a normal batch resets it
+    assert step("p7", 40 * 1e-4) is None
+    assert "two steps in a row" in step("p8", 50 * 1.5e-4)
+    assert state.roll_back() and (state.params, state.dtau_scale, state.strikes) == ("p3", 0.5, 0)
+    assert "x the median" in step("p9", 2000 * 2e-4)  # one batch above BLOWUP_ONCE x
+    assert state.roll_back() and state.roll_back() and state.params == "p3" and state.dtau_scale == 0.125
+    assert not state.roll_back() and state.recoveries == MAX_RECOVERIES
 
 
 def test_refinement_lowers_the_variance_of_the_local_energy_of_a_trained_site(tmp_path):

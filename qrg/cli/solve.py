@@ -186,9 +186,14 @@ def run(args) -> int:
         say(f"qrg solve: refined {r['steps']} SR step(s) of {r['batch']} samples ({r.get('proposal', 'global')} "
             f"proposal, tau = {r['tau']:.3g}): weighted batch Var(E_loc) {first.get('variance', float('nan')):.3g} -> "
             f"{last.get('variance', float('nan')):.3g} in {r['time_s']:.0f} s; status: {r['status']}", file=sys.stderr)
+        if r.get("recoveries"):
+            say(f"qrg solve: the refinement blew up {r['recoveries']} time(s) (non-finite, runaway or exploding batch "
+                f"variance): rolled back to its lowest-variance parameters, dtau halved to {r['dtau_final']:.3g}",
+                file=sys.stderr)
         if r["status"] == "nonfinite":
-            say(f"qrg solve: the refinement stopped at step {r['steps']}: a non-finite local energy or update; "
-                "the last finite parameters are evaluated; lower --refine-dtau", file=sys.stderr)
+            why = (r["last"] or {}).get("stopped", "a non-finite local energy or update")
+            say(f"qrg solve: the refinement stopped at step {r['steps']} ({why}); the parameters of its lowest-variance "
+                f"batch (step {r.get('best_step')}) are evaluated; lower --refine-dtau", file=sys.stderr)
     if out is not None:
         say(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
     else:

@@ -108,7 +108,7 @@ class _Run:
                 trees[f"{name}_params"], trees[f"{name}_opt_state"] = params, opt_state
         if "average_params" in stored:
             trees["average_params"] = params
-        for name in ("refine_params", "refine_previous_params"):
+        for name in ("refine_params", "refine_previous_params", "refine_best_params"):  # "previous": before 2026-12-08
             if name in stored:
                 trees[name] = params
         if self.cv_fit is not None:
@@ -122,8 +122,8 @@ class _Run:
         meta = {**state.scalars(), "config": self.cfg.to_dict(), "schedule_steps": self.schedule_steps}
         if refine is not None:  # the refinement phase after the loop: its parameters and progress
             trees["refine_params"] = refine.params
-            if refine.previous is not None:  # kept until the refined parameters' batch has been checked
-                trees["refine_previous_params"] = refine.previous
+            if refine.best is not None:  # the blow-up guard's roll-back target
+                trees["refine_best_params"] = refine.best
             meta["refine"] = {**refine.meta(), "settings": dataclasses.asdict(refine_settings(self.cfg))}
         if self.init_from is not None:
             meta["init_from"] = self.init_from
@@ -140,7 +140,7 @@ class _Run:
                 or same(meta.get("settings", {})) != same(dataclasses.asdict(refine_settings(self.cfg))) \
                 or int(meta.get("from_step", -1)) != loop_step or int(meta.get("step", 0)) > self.cfg.refine_steps:
             return None
-        return RefineState.restore(trees["refine_params"], meta, trees.get("refine_previous_params"))
+        return RefineState.restore(trees["refine_params"], meta, trees.get("refine_best_params"))
 
     def load(self, out) -> LoopState:
         stored = ckpt.read_meta(out)
