@@ -66,7 +66,7 @@ _QRG_FLAGS = {
     "refine_steps": dict(type=int, help="qrg: SR refinement steps after each point's optimisation (0 = off; "
                          "measured to move the broken phase's ⟨M²⟩ towards DMRG, docs/scan.md)"),
     "refine_batch": dict(type=int, help="qrg: samples per refinement step (default 128)"),
-    "refine_dtau": dict(type=float, help="qrg: imaginary-time step of the refinement (default 0.05)"),
+    "refine_dtau": dict(type=float, help="qrg: imaginary-time step of the refinement (default 0.1)"),
 }
 
 

@@ -54,7 +54,7 @@ _FLAGS = {
                          "with the zero-variance force on importance-weighted samples (0 = off, the default; "
                          "lowers Var(E_loc) where Adam stalls; docs/solver.md, Refinement)"),
     "refine_batch": dict(type=int, help="samples per refinement step (default 128)"),
-    "refine_dtau": dict(type=float, help="imaginary-time step of the refinement (default 0.05)"),
+    "refine_dtau": dict(type=float, help="imaginary-time step of the refinement (default 0.1)"),
     "refine_shift": dict(type=float, help="diagonal shift of the refinement's sample-space system (default 1e-4)"),
     "refine_broaden": dict(type=float, help="prior-noise scale of the refinement samples (0 = automatic: 3 "
                            "for the site proposal, effective sample fraction 1/2 for the global one; else in [1, 10])"),

@@ -136,7 +136,7 @@ class SolveConfig:
     # refinement (qrg.groundstate.refine: SR with the zero-variance force after the optimisation)
     refine_steps: int = 0
     refine_batch: int = 128
-    refine_dtau: float = 0.05
+    refine_dtau: float = 0.1
     refine_shift: float = 1e-4
     refine_broaden: float = 0.0
     refine_proposal: str = "site"

@@ -54,7 +54,7 @@ class RefineSettings:
 
     steps: int = 0
     batch: int = 128
-    dtau: float = 0.05
+    dtau: float = 0.1
     shift: float = 1e-4
     broaden: float = 0.0
     proposal: str = "site"
