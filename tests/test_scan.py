@@ -454,6 +454,8 @@ def test_cli_scan_and_crossing(first, tmp_path, capsys):
     refined = json.loads((tmp_path / "refined" / "scan.json").read_text())
     assert refined["options"]["refine_steps"] == 2
     assert [p["refine"]["steps"] for p in refined["points"]] == [2, 2]
+    assert all(p["refine"]["recoveries"] == 0 and p["refine"]["dtau_final"] == p["refine"]["dtau"] == 0.1
+               for p in refined["points"])
     assert refined["points"][1]["warm_start"]["init_params_sha256"] == refined["points"][0]["params_sha256"]
     capsys.readouterr()
     # errors: exit 2 with "qrg scan: error: ..."

@@ -128,7 +128,8 @@ def _run_qrg(theory, label, point_dir, options, n_samples, warm, *, continue_poi
         "continued_from_checkpoint": bool(continue_point),
         "warnings": list(result.warnings),
         "refine": None if result.refine is None else {k: result.refine[k] for k in ("steps", "status", "time_s",
-                                                                                     "proposal", "batch", "dtau")},
+                                                                                     "proposal", "batch", "dtau",
+                                                                                     "recoveries", "dtau_final")},
     }
     return record, result.params, result.status
 
