@@ -188,5 +188,7 @@ def test_cli_reports_the_refinement(tmp_path, capsys):
                  "--consistency-batch", "0", "--refine-steps", "2", "--refine-batch", "8", "--no-progress",
                  "--out", str(tmp_path)])
     assert code == 0
-    err = capsys.readouterr().err
+    captured = capsys.readouterr()
+    err = captured.err
     assert "refined 2 SR step(s) of 8 samples (site proposal, tau = 3)" in err and "status: completed" in err
+    assert "local energy: E = " in captured.out and "(64 samples)" in captured.out

@@ -134,8 +134,9 @@ def save(result, directory) -> None:
 
 
 def summary(result) -> str:
-    """The summary printed by ``qrg solve``: one line, then the RG-consistency line and one ``WARNING:`` line
-    per unresolved tail (:attr:`SolveResult.warnings`)."""
+    """The summary printed by ``qrg solve``: one line, the local energy after a refinement (when it is not the
+    reported estimator), the RG-consistency line and one ``WARNING:`` line per unresolved tail
+    (:attr:`SolveResult.warnings`)."""
     e = result.energy
     s = (f"E = {format_value_error(e.mean, e.err)}  ({result.estimator} estimator, "
          f"{e.n_samples} samples), E/N^d = {e.mean / result.theory.lattice.n_sites:.8g}, "
@@ -146,6 +147,11 @@ def summary(result) -> str:
         s += f", ODE systematic {result.systematic:.2g} ({d.n_steps} vs {d.n_steps_fine} steps)"
     if result.reference is not None:
         s += f", exact E0 = {result.reference:.10g} (rel. err {result.relative_error:.2e})"
+    local = result.stats.local
+    if result.refine is not None and result.estimator != "local" and local is not None:
+        s += (f"\nlocal energy: E = {format_value_error(local.mean, local.err)} ({local.n_samples} samples): after a "
+              "refinement its error bar shrinks with Var(E_loc); report it with --estimator local and a larger "
+              "--local-batch")
     if result.consistency is not None:
         s += "\n" + str(result.consistency)
     for line in result.warnings:
