@@ -54,10 +54,14 @@ def draw(flow, params, key, n: int, chunk_size: int = 512):
 
 @functools.partial(jax.jit, static_argnames=("flow", "method", "n_probes"))
 def flow_laplacian(flow, params, phi, key, method, n_probes):
-    """Δ_φ log p_θ(φ) of the flow's forward log-density (exact or Hutchinson), forward-over-forward."""
+    """Δ_φ log p_θ(φ) of the flow's forward log-density (exact or Hutchinson), forward-over-forward.
+
+    On a sharded flow (a device ``mesh``) one tangent per pass: with several, XLA's CPU FFT (jax 0.10.2) rejects
+    the layout the partitioner gives the batched tangents (a RET_CHECK in fft_thunk.cc)."""
     if flow.log_prob_adjoint != "forward":  # ForwardMode: jvp only, the cheapest for few tangents
         flow = flow.replace(log_prob_adjoint="forward")
-    return laplacian_fn(lambda x: flow.log_prob(params, x), flow.lattice, method, n_probes)(phi, key)
+    group = 1 if flow.mesh is not None else None
+    return laplacian_fn(lambda x: flow.log_prob(params, x), flow.lattice, method, n_probes, group)(phi, key)
 
 
 def laplacians(flow, params, phi, key, method: str, n_probes: int = 4, chunk_size: int = 256):

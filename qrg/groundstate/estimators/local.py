@@ -35,6 +35,11 @@ TANGENT_SAMPLES_PER_PASS = 1024
 def _tangents_per_pass(n_samples: int, n_tangents: int) -> int:
     return int(max(1, min(n_tangents, TANGENT_SAMPLES_PER_PASS // max(n_samples, 1))))
 
+
+def _map_tangents(fn, xs, group: int):
+    """``lax.map(fn, xs)``, ``group`` elements per vectorised pass (group 1: a plain map, no batch axis at all)."""
+    return jax.lax.map(fn, xs) if group <= 1 else jax.lax.map(fn, xs, batch_size=group)
+
 #: how Δ log p is computed: "auto" resolves to exact (≤ EXACT_LAPLACIAN_MAX_SITES sites) or hutchinson
 LAPLACIANS: Registry = Registry("Laplacian method")
 for _name in ("auto", "exact", "hutchinson", "none"):
@@ -65,11 +70,11 @@ def second_directional_derivative(log_prob_batch, phi, tangent):
     return jax.jvp(first, (phi,), (tangent,))[1]
 
 
-def laplacian_exact(log_prob_batch, phi, lattice):
+def laplacian_exact(log_prob_batch, phi, lattice, group: int | None = None):
     """Δ_φ log p(φ_b) = Σ_i e_iᵀ H_b e_i for a batch ``phi`` of shape (n,) + lattice.shape.
 
-    One second directional derivative per site, :data:`TANGENT_SAMPLES_PER_PASS` // n sites at a time
-    (``lax.map`` with a batch size: memory stays at a few sites' worth).
+    One second directional derivative per site, ``group`` sites at a time (None: :data:`TANGENT_SAMPLES_PER_PASS`
+    // n; ``lax.map`` with a batch size: memory stays at a few sites' worth).
     """
     n_sites = lattice.n_sites
 
@@ -77,11 +82,11 @@ def laplacian_exact(log_prob_batch, phi, lattice):
         e = jnp.zeros(n_sites, dtype=phi.dtype).at[i].set(1.0).reshape(lattice.shape)
         return second_directional_derivative(log_prob_batch, phi, jnp.broadcast_to(e, phi.shape))
 
-    group = _tangents_per_pass(phi.shape[0], n_sites)
-    return jnp.sum(jax.lax.map(diagonal_element, jnp.arange(n_sites), batch_size=group), axis=0)
+    group = _tangents_per_pass(phi.shape[0], n_sites) if group is None else group
+    return jnp.sum(_map_tangents(diagonal_element, jnp.arange(n_sites), group), axis=0)
 
 
-def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
+def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4, group: int | None = None):
     """Hutchinson estimate (1/P) Σ_p v_pᵀ H v_p with Rademacher v_p (unbiased for Δ log p)."""
     keys = jax.random.split(key, n_probes)
 
@@ -89,7 +94,8 @@ def laplacian_hutchinson(log_prob_batch, phi, lattice, key, n_probes: int = 4):
         v = jax.random.rademacher(k, phi.shape, dtype=phi.dtype)
         return second_directional_derivative(log_prob_batch, phi, v)
 
-    return jnp.mean(jax.lax.map(probe, keys, batch_size=_tangents_per_pass(phi.shape[0], n_probes)), axis=0)
+    group = _tangents_per_pass(phi.shape[0], n_probes) if group is None else group
+    return jnp.mean(_map_tangents(probe, keys, group), axis=0)
 
 
 def resolve_laplacian_method(method: str, lattice) -> str:
@@ -99,11 +105,12 @@ def resolve_laplacian_method(method: str, lattice) -> str:
     return method
 
 
-def laplacian_fn(log_prob_batch, lattice, method: str, n_probes: int = 4):
-    """``(φ_batch, key) -> Δ log p`` for a resolved ``method`` ("exact" or "hutchinson")."""
+def laplacian_fn(log_prob_batch, lattice, method: str, n_probes: int = 4, group: int | None = None):
+    """``(φ_batch, key) -> Δ log p`` for a resolved ``method`` ("exact" or "hutchinson"), ``group`` tangents per
+    vectorised pass (None: automatic)."""
     if method == "exact":
-        return lambda x, k: laplacian_exact(log_prob_batch, x, lattice)
-    return lambda x, k: laplacian_hutchinson(log_prob_batch, x, lattice, k, n_probes)
+        return lambda x, k: laplacian_exact(log_prob_batch, x, lattice, group)
+    return lambda x, k: laplacian_hutchinson(log_prob_batch, x, lattice, k, n_probes, group)
 
 
 def chunked_laplacians(fn, phi, key, chunk_size: int):
