@@ -192,8 +192,10 @@ def run(args) -> int:
                 file=sys.stderr)
         if r["status"] == "nonfinite":
             why = (r["last"] or {}).get("stopped", "a non-finite local energy or update")
-            say(f"qrg solve: the refinement stopped at step {r['steps']} ({why}); the parameters of its lowest-variance "
-                f"batch (step {r.get('best_step')}) are evaluated; lower --refine-dtau", file=sys.stderr)
+            kept = "its starting parameters are" if r.get("best_step") is None else \
+                f"the parameters of its lowest-variance batch (step {r['best_step']}) are"
+            say(f"qrg solve: the refinement stopped at step {r['steps']} ({why}); {kept} evaluated; lower --refine-dtau",
+                file=sys.stderr)
     if out is not None:
         say(f"wrote {out / 'result.json'}, {out / 'history.csv'}, {out / 'energy.png'}", file=sys.stderr)
     else:

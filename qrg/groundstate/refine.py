@@ -16,8 +16,9 @@ site at a large field — is in the fit. O_b comes from one reverse pass per sam
 (O_b = ½ ∂_θ[log p_θ(Φ_θ(z_b)) − sg(s_b)·Φ_θ(z_b)], s_b the exact score: the total derivative along the
 sample minus the part that moves the sample is the derivative at fixed φ); E_loc needs Δ log p (exact up to
 64 sites, else Hutchinson, whose probe noise then enters the force). Cost per step: ``batch`` per-sample
-backward solves with their gradient and ``batch`` Laplacians (≈ 2.5 s for 128 samples on the 16-site chain,
-2 CPU cores), an n × n solve.
+backward solves with their gradient and ``batch`` Laplacians (≈ 1 s per step of 128 samples on the 16-site
+chain, 2 CPU cores, measured in whole runs; of it the exact Laplacians ~0.4 s and the per-sample gradients
+~0.1 s), an n × n solve.
 
 Every parameter set is checked on its own batch before the next update. A batch that is not finite, whose
 energy runs away, or whose variance blows up (above :data:`BLOWUP` × the median batch variance of the last
